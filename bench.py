@@ -1,0 +1,106 @@
+"""
+Performance harness: each part of the code timed side by side with PyTorch's own, as ratios.
+
+    python bench.py optim                  # optimizer step on GPT-2-small shapes (124M parameters)
+    python bench.py optim --steps=20 --device=cuda --json=bench.json
+
+Medians over `steps` timed steps after `warmup` untimed ones. The variants are stepped in
+turn, round after round, so a machine that slows down part way slows all of them alike.
+"""
+import json as jsonlib
+import statistics
+import sys
+import time
+
+import torch
+
+import optim
+from configurator import configure
+
+# -----------------------------------------------------------------------------
+part = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith('-') else 'optim'
+device = 'cpu'
+steps = 10  # timed steps per variant
+warmup = 3  # untimed steps first (allocation, lazy state)
+json = ''  # also write the figures to this file
+config, _ = configure(globals(), __doc__, sys.argv[2:] if sys.argv[1:2] == [part] else None)
+PARTS = ('optim',)
+if part not in PARTS:
+    print(f"error: unknown part {part!r}: expected one of {', '.join(PARTS)}", file=sys.stderr)
+    sys.exit(2)
+# -----------------------------------------------------------------------------
+
+
+def sync():
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def time_in_turns(fns):
+    """{name: median seconds} of each fn, called in turn warmup + steps times."""
+    times = {name: [] for name in fns}
+    for i in range(warmup + steps):
+        for name, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def gpt2_small_shapes(vocab_size=50257, block_size=1024, n_layer=12, n_embd=768):
+    """Parameter shapes of GPT-2 small with biases, LM head tied to wte: 124,439,808 numbers."""
+    shapes = [(vocab_size, n_embd), (block_size, n_embd)]
+    for _ in range(n_layer):
+        shapes += [(n_embd,), (n_embd,), (3 * n_embd, n_embd), (3 * n_embd,), (n_embd, n_embd),
+                   (n_embd,), (n_embd,), (n_embd,), (4 * n_embd, n_embd), (4 * n_embd,),
+                   (n_embd, 4 * n_embd), (n_embd,)]
+    return shapes + [(n_embd,), (n_embd,)]
+
+
+def bench_optim():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(0.02 * torch.randn(s, device=device)) for s in gpt2_small_shapes()]
+    for p in params:
+        p.grad = 0.01 * torch.randn_like(p)
+    n = sum(p.numel() for p in params)
+    print(f"optimizer step on GPT-2-small shapes: {len(params)} tensors, {n:,} parameters, {device}")
+
+    def groups():  # decayed matrices and non-decayed vectors, as the training scripts build them
+        return [dict(params=[p for p in params if p.dim() >= 2], weight_decay=0.1),
+                dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
+    adamw = dict(lr=6e-4, betas=(0.9, 0.95), eps=1e-8)
+    sgd = dict(lr=0.1, momentum=0.9)
+    variants = {
+        'AdamW': {'ours': optim.AdamW(groups(), **adamw),
+                  'torch foreach': torch.optim.AdamW(groups(), foreach=True, **adamw)},
+        'SGD': {'ours': optim.SGD(groups(), wd_mode='l2', **sgd),
+                'torch foreach': torch.optim.SGD(groups(), foreach=True, **sgd)},
+    }
+    for name, kind in (('AdamW', torch.optim.AdamW), ('SGD', torch.optim.SGD)):
+        try:
+            kw = adamw if name == 'AdamW' else sgd
+            variants[name]['torch fused'] = kind(groups(), fused=True, **kw)
+        except RuntimeError as e:  # fused kernels are not built for every device
+            print(f"  ({name} fused unavailable on {device}: {e})")
+    results = {}
+    for name, opts in variants.items():
+        medians = time_in_turns({k: opt.step for k, opt in opts.items()})
+        ours = medians['ours']
+        print(f"\n{name:<6}{'variant':<16}{'ms/step':>10}{'ours / this':>14}")
+        for k, t in medians.items():
+            print(f"{'':<6}{k:<16}{1e3 * t:>10.1f}{ours / t:>14.2f}")
+            results[f"{name.lower()}_{k.replace(' ', '_')}_ms"] = 1e3 * t
+            if k != 'ours':
+                results[f"{name.lower()}_ours_over_{k.replace('torch ', '')}"] = ours / t
+        del opts
+    return results
+
+
+results = {'optim': bench_optim}[part]()
+if json:
+    with open(json, 'w') as f:
+        jsonlib.dump(dict(part=part, device=device, steps=steps, **results), f, indent=1)
+    print(f"\nwrote {json}")

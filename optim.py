@@ -1,0 +1,295 @@
+"""
+Hand-written optimizers, learning-rate schedules, EMA and weight-decay diagnostics.
+
+Both optimizers are torch.optim.Optimizer subclasses whose update is a handful of
+torch._foreach_* calls per parameter group, so the line where weight decay acts is easy
+to find. Three ways to apply weight decay (`wd_mode`):
+  'decoupled'   p <- p - lr*wd*p before the update (torch.optim.AdamW; Loshchilov & Hutter)
+  'l2'          g <- g + wd*p, i.e. the gradient of wd/2*||p||^2 (torch.optim.SGD/Adam weight_decay)
+  'independent' p <- p - (lr/lr_max)*wd*p: the schedule's shape without the LR's size
+With no momentum, SGD's 'decoupled' and 'l2' are the same update.
+"""
+import copy
+import math
+
+import torch
+
+WD_MODES = ('decoupled', 'l2', 'independent')
+
+
+def _check_hyperparameters(lr, weight_decay, wd_mode):
+    if wd_mode not in WD_MODES:
+        raise ValueError(f"unknown wd_mode {wd_mode!r}: expected one of {', '.join(WD_MODES)}")
+    if lr < 0:
+        raise ValueError(f"lr must be >= 0, got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+
+
+def _decoupled_factor(group):
+    """The multiplier of lr*wd in the decoupled shrink p <- p - factor*p, or 0 for 'l2'."""
+    lr, wd = group['lr'], group['weight_decay']
+    if group['wd_mode'] == 'decoupled':
+        return lr * wd
+    if group['wd_mode'] == 'independent':
+        return lr / group['initial_lr'] * wd if group['initial_lr'] > 0 else 0.0
+    return 0.0
+
+
+class SGD(torch.optim.Optimizer):
+    """SGD with momentum, matching torch.optim.SGD when wd_mode='l2'."""
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, nesterov=False,
+                 weight_decay=0.0, wd_mode='decoupled'):
+        _check_hyperparameters(lr, weight_decay, wd_mode)
+        if momentum < 0:
+            raise ValueError(f"momentum must be >= 0, got {momentum}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                        weight_decay=weight_decay, wd_mode=wd_mode)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            group.setdefault('initial_lr', group['lr'])  # lr_max of the 'independent' mode
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group['params'] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            lr, wd, momentum = group['lr'], group['weight_decay'], group['momentum']
+            if wd != 0:
+                if group['wd_mode'] == 'l2':
+                    grads = torch._foreach_add(grads, params, alpha=wd)  # g <- g + wd*p
+                else:
+                    torch._foreach_mul_(params, 1 - _decoupled_factor(group))  # p <- p - lr*wd*p (weight decay)
+            if momentum != 0:
+                # buf <- momentum*buf + (1-dampening)*g; the first step copies g, as torch.optim.SGD does
+                old = [i for i, p in enumerate(params) if 'momentum_buffer' in self.state[p]]
+                if old:
+                    old_bufs = [self.state[params[i]]['momentum_buffer'] for i in old]
+                    torch._foreach_mul_(old_bufs, momentum)
+                    torch._foreach_add_(old_bufs, [grads[i] for i in old], alpha=1 - group['dampening'])
+                for p, g in zip(params, grads):
+                    if 'momentum_buffer' not in self.state[p]:
+                        self.state[p]['momentum_buffer'] = g.clone()
+                bufs = [self.state[p]['momentum_buffer'] for p in params]
+                grads = torch._foreach_add(grads, bufs, alpha=momentum) if group['nesterov'] else bufs
+            torch._foreach_add_(params, grads, alpha=-lr)  # p <- p - lr*g
+        return loss
+
+
+class AdamW(torch.optim.Optimizer):
+    """Adam with decoupled weight decay, matching torch.optim.AdamW (and torch.optim.Adam for 'l2')."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0,
+                 wd_mode='decoupled'):
+        _check_hyperparameters(lr, weight_decay, wd_mode)
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        wd_mode=wd_mode)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            group.setdefault('initial_lr', group['lr'])  # lr_max of the 'independent' mode
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group['params'] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            for p in params:
+                if not self.state[p]:  # lazy state, as torch.optim
+                    self.state[p].update(step=0, exp_avg=torch.zeros_like(p),
+                                         exp_avg_sq=torch.zeros_like(p))
+                self.state[p]['step'] += 1
+            states = [self.state[p] for p in params]
+            m = [s['exp_avg'] for s in states]
+            v = [s['exp_avg_sq'] for s in states]
+            lr, wd, eps = group['lr'], group['weight_decay'], group['eps']
+            beta1, beta2 = group['betas']
+            if wd != 0:
+                if group['wd_mode'] == 'l2':
+                    grads = torch._foreach_add(grads, params, alpha=wd)  # g <- g + wd*p
+                else:
+                    torch._foreach_mul_(params, 1 - _decoupled_factor(group))  # p <- p - lr*wd*p (weight decay)
+            torch._foreach_lerp_(m, grads, 1 - beta1)  # m <- beta1*m + (1-beta1)*g
+            torch._foreach_mul_(v, beta2)  # v <- beta2*v + (1-beta2)*g^2
+            torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+            # p <- p - lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections of each tensor's step
+            step_size = [-lr / (1 - beta1 ** s['step']) for s in states]
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_div_(denom, [(1 - beta2 ** s['step']) ** 0.5 for s in states])
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, m, denom, step_size)
+        return loss
+
+
+# -----------------------------------------------------------------------------
+# which parameters are decayed
+
+def param_groups(model, weight_decay, wd_params='matrices'):
+    """Split a model's trainable parameters into a decayed and a non-decayed group.
+
+    wd_params: 'matrices' (dim >= 2: weights and embeddings, not biases or norm gains),
+    'all', or space-separated substrings of parameter names ('wte wpe mlp attn lm_head').
+    Returns (groups, summary); tied parameters appear once (named_parameters removes duplicates).
+    """
+    names = {}  # a tied tensor has several names (wte.weight, lm_head.weight) and is counted once
+    for n, p in model.named_parameters(remove_duplicate=False):
+        if p.requires_grad:
+            names.setdefault(p, []).append(n)
+    if wd_params == 'matrices':
+        is_decayed = lambda p: p.dim() >= 2
+    elif wd_params == 'all':
+        is_decayed = lambda p: True
+    else:
+        keys = wd_params.split()
+        if not keys:
+            raise ValueError("wd_params is empty: use 'matrices', 'all' or parameter-name substrings")
+        all_names = [n for ns in names.values() for n in ns]
+        unmatched = [k for k in keys if not any(k in n for n in all_names)]
+        if unmatched:
+            raise ValueError(f"wd_params {' '.join(unmatched)!r} matches no parameter name "
+                             f"(names look like {all_names[0]!r})")
+        is_decayed = lambda p: any(k in n for k in keys for n in names[p])
+    decay = [p for p in names if is_decayed(p)]
+    no_decay = [p for p in names if not is_decayed(p)]
+    groups = [dict(params=decay, weight_decay=weight_decay, decayed=True),
+              dict(params=no_decay, weight_decay=0.0, decayed=False)]
+    groups = [g for g in groups if g['params']]  # torch.optim accepts no empty group
+    count = lambda ps: sum(p.numel() for p in ps)
+    summary = (f"weight decay {weight_decay} on {len(decay)} tensors ({count(decay):,} parameters), "
+               f"none on {len(no_decay)} tensors ({count(no_decay):,} parameters)")
+    return groups, summary
+
+
+# -----------------------------------------------------------------------------
+# learning-rate schedules: plain functions of the iteration
+
+def cosine_lr(it, lr, min_lr, warmup_iters, decay_iters):
+    """Linear warmup to lr, then cosine decay to min_lr at decay_iters, then min_lr."""
+    if it < warmup_iters:
+        return lr * (it + 1) / (warmup_iters + 1)
+    if it >= decay_iters:
+        return min_lr
+    progress = (it - warmup_iters) / max(1, decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def constant_lr(it, lr, warmup_iters):
+    """Linear warmup to lr, then constant."""
+    if it < warmup_iters:
+        return lr * (it + 1) / (warmup_iters + 1)
+    return lr
+
+
+def step_lr(it, lr, lr_flow, first_decay, total_iters):
+    """The paper's vision schedule: lr until a fraction first_decay of training, then exactly lr_flow."""
+    return lr if it < round(first_decay * total_iters) else lr_flow
+
+
+# -----------------------------------------------------------------------------
+# exponential moving average of the iterates
+
+class EMA:
+    """ema <- coef*ema + (1-coef)*param after each step; buffers (BatchNorm statistics) are copied.
+
+    `ema.model` is an ordinary module for evaluation."""
+
+    def __init__(self, model, coef):
+        self.coef = coef
+        self.model = copy.deepcopy(model).eval()
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model):
+        ema_params = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1 - self.coef)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+    def state_dict(self):
+        return self.model.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self.model.load_state_dict(state_dict)
+
+
+# -----------------------------------------------------------------------------
+# weight-decay diagnostics (cheap enough for every eval)
+
+@torch.no_grad()
+def weight_norms(params):
+    """(global L2 norm, list of per-tensor norms) of a list of tensors."""
+    params = [p.detach() for p in params]
+    if not params:
+        return 0.0, []
+    norms = torch._foreach_norm(params)
+    return torch.linalg.vector_norm(torch.stack(norms)).item(), [n.item() for n in norms]
+
+
+def decayed_params(optimizer):
+    """The tensors under weight decay: groups built by param_groups, else groups with wd > 0."""
+    return [p for g in optimizer.param_groups if g.get('decayed', g['weight_decay'] > 0)
+            for p in g['params']]
+
+
+@torch.no_grad()
+def adam_effective_lr(optimizer):
+    """Mean over the decayed parameters of Adam's per-coordinate step lr / (sqrt(v_hat) + eps)."""
+    total, count = 0.0, 0
+    for g in optimizer.param_groups:
+        if not g.get('decayed', g['weight_decay'] > 0):
+            continue
+        beta2 = g['betas'][1]
+        for p in g['params']:
+            s = optimizer.state.get(p)
+            if not s:
+                continue
+            v_hat = s['exp_avg_sq'] / (1 - beta2 ** s['step'])
+            total += (g['lr'] / (v_hat.sqrt() + g['eps'])).sum(dtype=torch.float64).item()
+            count += p.numel()
+    return total / count if count else float('nan')
+
+
+@torch.no_grad()
+def angular_updates(before, after):
+    """Per-tensor angle (radians) between two iterates: arccos of their cosine similarity,
+    computed as 2*atan2(|u-v|, |u+v|) of the unit vectors, which stays accurate for tiny angles."""
+    angles = []
+    for a, b in zip(before, after):
+        u = a.detach().flatten().double()
+        v = b.detach().flatten().double()
+        u, v = u / u.norm(), v / v.norm()
+        angles.append(2 * torch.atan2((u - v).norm(), (u + v).norm()).item())
+    return angles
+
+
+def equilibrium_angular_update(optimizer_name, lr, weight_decay, beta1=0.9, momentum=0.0):
+    """Rotational-equilibrium angle per step (Kosson et al. 2023) for scale-invariant weights."""
+    if optimizer_name == 'adamw':
+        return math.sqrt(2 * lr * weight_decay * (1 - beta1) / (1 + beta1))
+    if optimizer_name == 'sgd':
+        return math.sqrt(2 * lr * weight_decay / (1 + momentum))
+    raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
+
+
+def wd_timescale(lr, weight_decay):
+    """Iterations over which weight decay forgets (Wang & Aitchison 2024): tau = 1/(lr*wd)."""
+    return 1 / (lr * weight_decay) if lr * weight_decay > 0 else float('inf')

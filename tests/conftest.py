@@ -1,0 +1,20 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# real data fixtures live beside the checkout (../shared/data), never inside it
+SHARED_DATA = Path(os.environ.get('SHARED_DATA', ROOT.parent / 'shared' / 'data'))
+if (SHARED_DATA / 'tiktoken_cache').is_dir():  # GPT-2 BPE files for tiktoken, no network needed
+    os.environ.setdefault('TIKTOKEN_CACHE_DIR', str(SHARED_DATA / 'tiktoken_cache'))
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real-data fixtures not found at {SHARED_DATA} (set SHARED_DATA)")
+    return SHARED_DATA

@@ -1,0 +1,364 @@
+import copy
+import io
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import optim
+
+STEPS = 120
+RESTART_AT = 60  # state_dict round trip in the middle of the run
+TOL = 1e-5
+
+
+def make_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 32), nn.LayerNorm(32), nn.Tanh(), nn.Linear(32, 32),
+                         nn.Tanh(), nn.Linear(32, 4))
+
+
+def make_batches():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(STEPS, 16, 8, generator=g)
+    w = torch.randn(8, 4, generator=g)
+    return x, (x @ w).argmax(-1)  # a learnable labelling, so gradients stay informative
+
+
+def two_groups(net, wd):
+    """Matrices with weight decay wd, vectors with wd/2: per-group values must be respected."""
+    params = list(net.parameters())
+    return [dict(params=[p for p in params if p.dim() >= 2], weight_decay=wd),
+            dict(params=[p for p in params if p.dim() < 2], weight_decay=wd / 2)]
+
+
+def lr_at(t, base):
+    """An LR that changes every step; the second group runs at half of it."""
+    return base * (1 + 0.5 * math.sin(t / 7)), base * 0.5 * (1 + 0.5 * math.cos(t / 5))
+
+
+def roundtrip(net, opt, make_opt, wd):
+    """Save net and optimizer as a checkpoint would, rebuild both from scratch, load."""
+    buf = io.BytesIO()
+    torch.save({'net': net.state_dict(), 'opt': opt.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf)
+    net = make_net(seed=123)
+    net.load_state_dict(ckpt['net'])
+    opt = make_opt(two_groups(net, wd))
+    opt.load_state_dict(ckpt['opt'])
+    return net, opt
+
+
+def train(make_opt, base_lr, wd, restart_at=None, on_step=None):
+    """Train make_net() for STEPS steps; on_step(t, lrs, grads) sees every step's gradients."""
+    net = make_net()
+    opt = make_opt(two_groups(net, wd))
+    x, y = make_batches()
+    for t in range(STEPS):
+        if t == restart_at:
+            net, opt = roundtrip(net, opt, make_opt, wd)
+        lrs = lr_at(t, base_lr)
+        for group, lr in zip(opt.param_groups, lrs):
+            group['lr'] = lr
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x[t]), y[t]).backward()
+        if on_step is not None:
+            on_step(t, lrs, [p.grad for g in opt.param_groups for p in g['params']])
+        opt.step()
+    return [p.detach() for g in opt.param_groups for p in g['params']]
+
+
+def max_rel_diff(params, reference):
+    return max(((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+               for a, b in zip(params, reference))
+
+
+def assert_close(params, reference):
+    initial = [p.detach() for g in two_groups(make_net(), 0.0) for p in g['params']]
+    assert max_rel_diff(params, initial) > 1e-2, "the run did not move the parameters"
+    assert max_rel_diff(params, reference) <= TOL
+
+
+# -----------------------------------------------------------------------------
+# equal to torch.optim
+
+@pytest.mark.parametrize('restart_at', [None, RESTART_AT])
+def test_adamw_decoupled_equals_torch_adamw(restart_at):
+    kw = dict(lr=3e-3, betas=(0.9, 0.95), eps=1e-8)
+    ours = train(lambda g: optim.AdamW(g, **kw), 3e-3, 0.5, restart_at)
+    ref = train(lambda g: torch.optim.AdamW(g, foreach=True, **kw), 3e-3, 0.5)
+    assert_close(ours, ref)
+
+
+@pytest.mark.parametrize('restart_at', [None, RESTART_AT])
+def test_adamw_l2_equals_torch_adam_with_weight_decay(restart_at):
+    kw = dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6)
+    ours = train(lambda g: optim.AdamW(g, wd_mode='l2', **kw), 3e-3, 0.5, restart_at)
+    ref = train(lambda g: torch.optim.Adam(g, foreach=True, **kw), 3e-3, 0.5)
+    assert_close(ours, ref)
+
+
+@pytest.mark.parametrize('momentum,dampening,nesterov', [
+    (0.0, 0.0, False), (0.9, 0.0, False), (0.9, 0.3, False), (0.9, 0.0, True)])
+@pytest.mark.parametrize('restart_at', [None, RESTART_AT])
+def test_sgd_l2_equals_torch_sgd(momentum, dampening, nesterov, restart_at):
+    kw = dict(lr=0.05, momentum=momentum, dampening=dampening, nesterov=nesterov)
+    ours = train(lambda g: optim.SGD(g, wd_mode='l2', **kw), 0.05, 0.1, restart_at)
+    ref = train(lambda g: torch.optim.SGD(g, foreach=True, **kw), 0.05, 0.1)
+    assert_close(ours, ref)
+
+
+# -----------------------------------------------------------------------------
+# equal to a float64 reference of the rule, fed the same gradients
+
+class Reference:
+    """The update rules written out plainly, in float64, one tensor at a time."""
+
+    def __init__(self, kind, wd_mode, wd, lr_max, momentum=0.0, dampening=0.0, nesterov=False,
+                 betas=(0.9, 0.95), eps=1e-8):
+        net = make_net()
+        groups = two_groups(net, wd)
+        self.params = [p.detach().double().clone() for g in groups for p in g['params']]
+        self.wds = [g['weight_decay'] for g in groups for _ in g['params']]
+        self.group_of = [i for i, g in enumerate(groups) for _ in g['params']]
+        self.kind, self.wd_mode, self.lr_max = kind, wd_mode, lr_max
+        self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
+        self.betas, self.eps = betas, eps
+        self.buf = [None] * len(self.params)
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def step(self, t, lrs, grads):
+        self.t += 1
+        b1, b2 = self.betas
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            g, lr, wd = g.double(), lrs[self.group_of[i]], self.wds[i]
+            if self.wd_mode == 'l2':
+                g = g + wd * p
+            elif self.wd_mode == 'decoupled':
+                p.mul_(1 - lr * wd)
+            else:  # independent of the LR's size: only the schedule's shape
+                p.mul_(1 - lr / self.lr_max * wd)
+            if self.kind == 'sgd':
+                if self.momentum:
+                    if self.buf[i] is None:
+                        self.buf[i] = g.clone()
+                    else:
+                        self.buf[i] = self.momentum * self.buf[i] + (1 - self.dampening) * g
+                    g = g + self.momentum * self.buf[i] if self.nesterov else self.buf[i]
+                p.sub_(lr * g)
+            else:
+                self.m[i] = b1 * self.m[i] + (1 - b1) * g
+                self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+                m_hat = self.m[i] / (1 - b1 ** self.t)
+                v_hat = self.v[i] / (1 - b2 ** self.t)
+                p.sub_(lr * m_hat / (v_hat.sqrt() + self.eps))
+
+
+@pytest.mark.parametrize('wd_mode', ['decoupled', 'independent'])
+@pytest.mark.parametrize('momentum,nesterov', [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_equals_float64_reference(wd_mode, momentum, nesterov):
+    ref = Reference('sgd', wd_mode, 0.1, lr_max=0.05, momentum=momentum, nesterov=nesterov)
+    ours = train(lambda g: optim.SGD(g, lr=0.05, momentum=momentum, nesterov=nesterov,
+                                     wd_mode=wd_mode),
+                 0.05, 0.1, RESTART_AT, on_step=ref.step)
+    assert_close(ours, ref.params)
+
+
+@pytest.mark.parametrize('wd_mode', ['decoupled', 'independent', 'l2'])
+def test_adamw_equals_float64_reference(wd_mode):
+    ref = Reference('adamw', wd_mode, 0.5, lr_max=3e-3)
+    ours = train(lambda g: optim.AdamW(g, lr=3e-3, wd_mode=wd_mode), 3e-3, 0.5, RESTART_AT,
+                 on_step=ref.step)
+    assert_close(ours, ref.params)
+
+
+def test_independent_mode_uses_the_lr_at_construction_as_lr_max():
+    p = nn.Parameter(torch.ones(3))
+    opt = optim.SGD([p], lr=0.5, weight_decay=0.1, wd_mode='independent')
+    opt.param_groups[0]['lr'] = 0.25  # half the peak: shrink by (0.25/0.5)*0.1
+    p.grad = torch.zeros(3)
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((3,), 1 - 0.05))
+
+
+def test_sgd_decoupled_and_l2_agree_without_momentum_and_differ_with_it():
+    def final(wd_mode, momentum):
+        return train(lambda g: optim.SGD(g, lr=0.05, momentum=momentum, wd_mode=wd_mode), 0.05, 0.1)
+    assert max_rel_diff(final('decoupled', 0.0), final('l2', 0.0)) <= TOL
+    assert max_rel_diff(final('decoupled', 0.9), final('l2', 0.9)) > 1e-3
+
+
+def test_weight_decay_changes_the_result():
+    without = train(lambda g: optim.AdamW(g, lr=3e-3), 3e-3, 0.0)
+    with_wd = train(lambda g: optim.AdamW(g, lr=3e-3), 3e-3, 0.5)
+    assert max_rel_diff(with_wd, without) > 1e-2
+
+
+@pytest.mark.parametrize('make', [lambda p: optim.SGD(p, lr=0.1, wd_mode='coupled'),
+                                  lambda p: optim.AdamW(p, lr=0.1, wd_mode='L2'),
+                                  lambda p: optim.AdamW(p, lr=-1.0),
+                                  lambda p: optim.SGD(p, lr=0.1, weight_decay=-0.1),
+                                  lambda p: optim.SGD(p, lr=0.1, nesterov=True)])
+def test_bad_hyperparameters_raise_a_clear_value_error(make):
+    with pytest.raises(ValueError):
+        make([nn.Parameter(torch.ones(2))])
+
+
+@pytest.mark.parametrize('make', [lambda g: optim.SGD(g, lr=0.1, momentum=0.9, weight_decay=0.1),
+                                  lambda g: optim.AdamW(g, lr=0.1, weight_decay=0.1)])
+def test_parameters_without_gradient_are_left_alone(make):
+    used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(3))
+    opt = make([used, unused])
+    for _ in range(3):
+        opt.zero_grad()
+        (used ** 2).sum().backward()
+        opt.step()
+    assert unused.grad is None and len(opt.state[unused]) == 0
+    assert torch.equal(unused.detach(), torch.ones(3))
+    assert not torch.equal(used.detach(), torch.ones(3))
+
+
+def test_zero_grad_sets_gradients_to_none():
+    p = nn.Parameter(torch.ones(3))
+    opt = optim.AdamW([p], lr=0.1)
+    (p ** 2).sum().backward()
+    opt.zero_grad()
+    assert p.grad is None
+
+
+# -----------------------------------------------------------------------------
+# which parameters are decayed
+
+class TinyLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(10, 4)
+        self.wpe = nn.Embedding(6, 4)
+        self.attn = nn.Linear(4, 4)
+        self.mlp = nn.Linear(4, 4, bias=False)
+        self.ln_f = nn.LayerNorm(4)
+        self.lm_head = nn.Linear(4, 10, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+        self.frozen = nn.Parameter(torch.ones(4), requires_grad=False)
+
+
+def group_names(model, groups):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [sorted(names[id(p)] for p in g['params']) for g in groups]
+
+
+def test_param_groups_matrices_decays_weights_and_embeddings_only():
+    model = TinyLM()
+    groups, summary = optim.param_groups(model, 0.1)
+    decayed, kept = group_names(model, groups)
+    assert decayed == ['attn.weight', 'mlp.weight', 'wpe.weight', 'wte.weight']
+    assert kept == ['attn.bias', 'ln_f.bias', 'ln_f.weight']
+    assert [g['weight_decay'] for g in groups] == [0.1, 0.0]
+    assert '4 tensors (96 parameters)' in summary and '3 tensors (12 parameters)' in summary
+
+
+def test_param_groups_cover_every_trainable_parameter_once():
+    model = TinyLM()
+    for wd_params in ['matrices', 'all', 'wte wpe mlp attn lm_head']:
+        groups, _ = optim.param_groups(model, 0.1, wd_params)
+        ids = [id(p) for g in groups for p in g['params']]
+        assert len(ids) == len(set(ids))
+        assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_param_groups_all_and_name_substrings():
+    model = TinyLM()
+    groups, _ = optim.param_groups(model, 0.1, 'all')
+    assert len(groups) == 1 and len(groups[0]['params']) == 7
+    groups, _ = optim.param_groups(model, 0.1, 'wte wpe mlp attn lm_head')
+    decayed, kept = group_names(model, groups)
+    assert decayed == ['attn.bias', 'attn.weight', 'mlp.weight', 'wpe.weight', 'wte.weight']
+    assert kept == ['ln_f.bias', 'ln_f.weight']
+
+
+def test_param_groups_reject_a_substring_that_matches_nothing():
+    with pytest.raises(ValueError, match='transformer'):
+        optim.param_groups(TinyLM(), 0.1, 'wte transformer')
+
+
+# -----------------------------------------------------------------------------
+# schedules
+
+def test_cosine_schedule_warms_up_then_decays_to_min_lr():
+    lrs = [optim.cosine_lr(it, 1.0, 0.1, 10, 100) for it in range(120)]
+    assert lrs[0] == pytest.approx(1 / 11) and all(a < b for a, b in zip(lrs[:10], lrs[1:11]))
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[55] == pytest.approx(0.55)  # half way: the mean of lr and min_lr
+    assert lrs[100] == lrs[119] == 0.1
+
+
+def test_constant_schedule():
+    lrs = [optim.constant_lr(it, 2.0, 4) for it in range(10)]
+    assert lrs[:4] == pytest.approx([0.4, 0.8, 1.2, 1.6]) and lrs[4:] == [2.0] * 6
+
+
+def test_step_schedule_drops_to_exactly_lr_flow_at_first_decay():
+    lrs = [optim.step_lr(it, 0.08, 1e-4, 0.5, 1000) for it in range(1000)]
+    assert lrs[499] == 0.08 and lrs[500] == 1e-4 and set(lrs[500:]) == {1e-4}
+
+
+# -----------------------------------------------------------------------------
+# EMA and diagnostics
+
+def test_ema_is_the_exponential_average_of_the_iterates_and_copies_buffers():
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    ema = optim.EMA(model, 0.9)
+    expected = [p.detach().clone() for p in model.parameters()]
+    for _ in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(8, 3))  # moves the BatchNorm running statistics
+        ema.update(model)
+        expected = [0.9 * e + 0.1 * p.detach() for e, p in zip(expected, model.parameters())]
+    for e, p in zip(expected, ema.model.parameters()):
+        torch.testing.assert_close(p, e)
+    torch.testing.assert_close(ema.model[1].running_mean, model[1].running_mean)
+    assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_weight_norms_global_and_per_tensor():
+    ts = [torch.randn(3, 4), torch.randn(5)]
+    total, per = optim.weight_norms(ts)
+    assert total == pytest.approx(torch.cat([t.flatten() for t in ts]).norm().item(), rel=1e-6)
+    assert per == pytest.approx([t.norm().item() for t in ts], rel=1e-6)
+
+
+def test_adam_effective_lr_is_the_mean_step_over_decayed_parameters():
+    w, b = nn.Parameter(torch.randn(4, 3)), nn.Parameter(torch.randn(3))
+    opt = optim.AdamW([dict(params=[w], weight_decay=0.0, decayed=True),
+                       dict(params=[b], weight_decay=0.0, decayed=False)], lr=0.01, eps=1e-8)
+    for _ in range(3):
+        opt.zero_grad()
+        ((w.sum(0) * b) ** 2).sum().backward()
+        opt.step()
+    s = opt.state[w]
+    v_hat = s['exp_avg_sq'] / (1 - 0.95 ** 3)
+    expected = (0.01 / (v_hat.sqrt() + 1e-8)).mean().item()
+    assert optim.adam_effective_lr(opt) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize('angle', [0.3, 1e-4, 3.0])
+def test_angular_update_recovers_a_known_rotation_even_when_tiny(angle):
+    a = torch.tensor([[1.0, 0.0, 0.0]])
+    b = 5 * torch.tensor([[math.cos(angle), math.sin(angle), 0.0]])  # scale does not matter
+    assert optim.angular_updates([a], [b])[0] == pytest.approx(angle, rel=1e-5)
+
+
+def test_equilibrium_angle_and_timescale_formulas():
+    assert optim.equilibrium_angular_update('adamw', 6e-4, 0.1, beta1=0.9) == pytest.approx(
+        math.sqrt(2 * 6e-4 * 0.1 * 0.1 / 1.9))
+    assert optim.equilibrium_angular_update('sgd', 0.08, 0.0125, momentum=0.0) == pytest.approx(
+        math.sqrt(2 * 0.08 * 0.0125))
+    assert optim.wd_timescale(6e-4, 0.1) == pytest.approx(1 / 6e-5)
+    assert optim.wd_timescale(6e-4, 0.0) == math.inf
