@@ -2,6 +2,8 @@
 Performance harness: each part of the code timed side by side with PyTorch's own, as ratios.
 
     python bench.py optim                  # optimizer step on GPT-2-small shapes (124M parameters)
+    python bench.py gpt                    # train_gpt.py's iteration vs the bare step
+    python bench.py resnet                 # train_resnet.py's epoch vs the bare steps
     python bench.py optim --steps=20 --device=cuda --json=bench.json
 
 Medians over `steps` timed steps after `warmup` untimed ones. The variants are stepped in
@@ -24,7 +26,7 @@ steps = 10  # timed steps per variant
 warmup = 3  # untimed steps first (allocation, lazy state)
 json = ''  # also write the figures to this file
 config, _ = configure(globals(), __doc__, sys.argv[2:] if sys.argv[1:2] == [part] else None)
-PARTS = ('optim',)
+PARTS = ('optim', 'gpt', 'resnet')
 if part not in PARTS:
     print(f"error: unknown part {part!r}: expected one of {', '.join(PARTS)}", file=sys.stderr)
     sys.exit(2)
@@ -99,7 +101,31 @@ def bench_optim():
     return results
 
 
-results = {'optim': bench_optim}[part]()
+# =============================================================================
+# gpt: train_gpt.py's iteration against the bare step
+# =============================================================================
+
+def bench_gpt():
+    raise SystemExit("bench.py gpt is not implemented yet")
+
+# =============================================================================
+# end of gpt
+# =============================================================================
+
+
+# =============================================================================
+# resnet: train_resnet.py's epoch against the bare steps
+# =============================================================================
+
+def bench_resnet():
+    raise SystemExit("bench.py resnet is not implemented yet")
+
+# =============================================================================
+# end of resnet
+# =============================================================================
+
+
+results = {'optim': bench_optim, 'gpt': bench_gpt, 'resnet': bench_resnet}[part]()
 if json:
     with open(json, 'w') as f:
         jsonlib.dump(dict(part=part, device=device, steps=steps, **results), f, indent=1)

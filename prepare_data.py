@@ -1,0 +1,163 @@
+"""
+Prepare a dataset under data/NAME/, from the network or from a local copy.
+
+    python prepare_data.py shakespeare_char --source=../shared/data/tinyshakespeare/input.txt
+    python prepare_data.py shakespeare          # GPT-2 BPE through tiktoken
+    python prepare_data.py openwebtext          # the paper's LLM corpus (needs `datasets`)
+    python prepare_data.py cifar10 --source=../shared/data/cifar10_mini/cifar-10-python.tar.gz
+    python prepare_data.py cifar100
+
+Text datasets become data/NAME/{train,val}.bin (uint16 token ids) and meta.json; CIFAR
+becomes uint8 images (N, 32, 32, 3) and int64 labels. Downloads are checked and written
+under a temporary name, then renamed, so an interrupted run never leaves a half file that
+looks complete. Exit status: 0 done, 2 bad input, 1 a fault met while working (no network).
+"""
+import hashlib
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+class DataError(Exception):
+    """A problem the user can fix; main() prints it as one line."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
+
+
+def file_digest(path, algorithm):
+    h = hashlib.new(algorithm)
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_file(path, size=None, md5=None, sha256=None):
+    """Raise DataError unless the file has the expected size and digests."""
+    if size is not None and os.path.getsize(path) != size:
+        raise DataError(f"{path}: expected {size:,} bytes, found {os.path.getsize(path):,} "
+                        f"(truncated or a different file)")
+    for algorithm, expected in (('md5', md5), ('sha256', sha256)):
+        if expected is not None and file_digest(path, algorithm) != expected:
+            raise DataError(f"{path}: {algorithm} checksum does not match the published one "
+                            f"(corrupted or a different file); delete it and download again")
+
+
+def download(url, dest, size=None, md5=None, sha256=None, what=None):
+    """Download url to dest (kept if already there and valid), checked, with a progress line."""
+    dest = Path(dest)
+    if dest.exists():
+        check_file(dest, size, md5, sha256)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + '.part')
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, 'wb') as f:
+            total = int(response.headers.get('Content-Length') or 0)
+            done, t0 = 0, time.time()
+            for chunk in iter(lambda: response.read(1 << 20), b''):
+                f.write(chunk)
+                done += len(chunk)
+                if total:
+                    rate = done / max(time.time() - t0, 1e-9)
+                    print(f"\rdownloading {dest.name}: {done / total:6.1%} of {total / 1e6:.0f} MB, "
+                          f"eta {(total - done) / rate:.0f}s", end='', flush=True)
+        print()
+        check_file(tmp, size, md5, sha256)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError) as e:
+        raise DataError(f"cannot download {url} ({getattr(e, 'reason', e)}); download "
+                        f"{what or 'it'} yourself and pass --source=PATH", status=1) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+def write_atomic(path, data):
+    """Write bytes (or a numpy array's bytes) to path through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'wb') as f:
+        f.write(data if isinstance(data, bytes) else data.tobytes())
+    os.replace(tmp, path)
+
+
+# =============================================================================
+# text datasets (GPT track)
+# =============================================================================
+
+def prepare_shakespeare_char(source, out_dir):
+    raise DataError("shakespeare_char is not implemented yet")
+
+
+def prepare_shakespeare(source, out_dir):
+    raise DataError("shakespeare is not implemented yet")
+
+
+def prepare_openwebtext(source, out_dir):
+    raise DataError("openwebtext is not implemented yet")
+
+
+# =============================================================================
+# end of text datasets
+# =============================================================================
+
+
+# =============================================================================
+# CIFAR (vision track)
+# =============================================================================
+
+def prepare_cifar(name, source, out_dir):
+    raise DataError(f"{name} is not implemented yet")
+
+
+# =============================================================================
+# end of CIFAR
+# =============================================================================
+
+
+DATASETS = {
+    'shakespeare_char': prepare_shakespeare_char,
+    'shakespeare': prepare_shakespeare,
+    'openwebtext': prepare_openwebtext,
+    'cifar10': lambda source, out_dir: prepare_cifar('cifar10', source, out_dir),
+    'cifar100': lambda source, out_dir: prepare_cifar('cifar100', source, out_dir),
+}
+
+
+def main(argv):
+    usage = f"usage: python prepare_data.py {{{'|'.join(DATASETS)}}} [--source=PATH] [--out=data]"
+    if not argv or argv[0] in ('-h', '--help'):
+        print(__doc__.strip() + '\n\n' + usage)
+        return 0
+    name, options = argv[0], {}
+    for arg in argv[1:]:
+        key, sep, value = arg.partition('=')
+        if key not in ('--source', '--out') or not sep or not value:
+            raise DataError(f"malformed argument {arg!r}; {usage}")
+        options[key[2:]] = value
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; {usage}")
+    source = options.get('source')
+    if source is not None and not Path(source).exists():
+        raise DataError(f"--source {source} does not exist")
+    out_dir = Path(options.get('out', ROOT / 'data')) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    DATASETS[name](source, out_dir)
+    return 0
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.status)
