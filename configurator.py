@@ -38,6 +38,8 @@ def coerce(key, value, default):
         return float(value)
     if expected in (tuple, list) and isinstance(value, (tuple, list)):
         return expected(value)
+    if expected is str and isinstance(value, bool):
+        return str(value)  # keys like compile='auto' also take True/False, from files too
     if type(value) is expected:
         return value
     name = {bool: 'True or False', int: 'an integer', float: 'a number', str: 'a string',

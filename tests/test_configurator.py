@@ -35,6 +35,13 @@ def test_string_key_keeps_digits_as_text_and_tuples_parse():
     assert config['note'] == '123' and config['betas'] == (0.9, 0.99)
 
 
+def test_a_string_key_takes_a_bool_as_its_text_from_files_and_command_line(tmp_path):
+    cfg = tmp_path / 'c.py'
+    cfg.write_text('init_from = False\n')
+    assert apply_args(DEFAULTS, [str(cfg)])['init_from'] == 'False'
+    assert apply_args(DEFAULTS, ['--init_from=True'])['init_from'] == 'True'
+
+
 def test_defaults_are_not_modified():
     apply_args(DEFAULTS, ['--max_iters=5'])
     assert DEFAULTS['max_iters'] == 100
