@@ -22,6 +22,122 @@ import torch.nn.functional as F
 # =============================================================================
 # vision nets
 # =============================================================================
+# As in the authors' code (tml-epfl/why-weight-decay, overparameterized_nets/models): a
+# pre-activation ResNet with a BatchNorm on the input image, and VGG-16 with three linear layers.
+# `scale_inv=True` makes the ResNet's output invariant to multiplying all trainable parameters
+# by one constant: BatchNorm without affine parameters everywhere (also before the projection
+# shortcut) and a frozen last layer. Without batch_norm there is no normalisation at all.
+
+
+def _norm(channels, batch_norm, affine):
+    return nn.BatchNorm2d(channels, affine=affine) if batch_norm else nn.Identity()
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv, BN-ReLU-conv, plus the input (or a 1x1 projection of BN-ReLU(input))."""
+
+    def __init__(self, c_in, c_out, stride, batch_norm=True, scale_inv=False):
+        super().__init__()
+        bias = not batch_norm  # a bias before BatchNorm is cancelled by its mean subtraction
+        self.bn1 = _norm(c_in, batch_norm, not scale_inv)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=bias)
+        self.bn2 = _norm(c_out, batch_norm, not scale_inv)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, padding=1, bias=bias)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            # the scale-invariant variant normalises again before the projection, as the authors do
+            pre = [_norm(c_in, batch_norm, False)] if scale_inv else []
+            self.shortcut = nn.Sequential(*pre, nn.Conv2d(c_in, c_out, 1, stride, bias=bias))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = x if self.shortcut is None else self.shortcut(out)  # projection of BN-ReLU(x), not of x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    """PreAct ResNet for 32x32 images: BN on the input, 3x3 stem, four stages, BN-ReLU, pool, linear."""
+
+    def __init__(self, num_blocks, num_classes=10, width=64, batch_norm=True, scale_inv=False):
+        super().__init__()
+        if scale_inv and not batch_norm:
+            raise ValueError("scale_inv needs batch_norm: scale invariance comes from the normalisation")
+        affine = not scale_inv
+        self.bn1 = _norm(3, batch_norm, affine)  # the authors normalise the input image with a BatchNorm
+        self.conv1 = nn.Conv2d(3, width, 3, 1, padding=1, bias=not batch_norm)
+        c_in, stages = width, []
+        for i, n in enumerate(num_blocks):
+            c_out = width * 2 ** i
+            blocks = []
+            for j in range(n):
+                blocks.append(PreActBlock(c_in, c_out, 2 if i > 0 and j == 0 else 1, batch_norm, scale_inv))
+                c_in = c_out
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.bn = _norm(c_in, batch_norm, affine)
+        self.linear = nn.Linear(c_in, num_classes)
+        if scale_inv:
+            self.linear.requires_grad_(False)  # a trained last layer would break scale invariance
+
+    def forward(self, x):
+        out = self.conv1(self.bn1(x))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.relu(self.bn(out))
+        return self.linear(out.mean(dim=(2, 3)))  # global average pool (4x4 for 32x32 inputs)
+
+
+class VGG(nn.Module):
+    """VGG-16 (configuration D) for 32x32 images: 13 convs of width w*{1,2,4,8,8}, three linear layers."""
+
+    def __init__(self, num_classes=10, width=64, batch_norm=True):
+        super().__init__()
+        w = width
+        cfg = [w, w, 'M', 2 * w, 2 * w, 'M', 4 * w, 4 * w, 4 * w, 'M', 8 * w, 8 * w, 8 * w, 'M',
+               8 * w, 8 * w, 8 * w, 'M']
+        layers, c_in = [], 3
+        for v in cfg:
+            if v == 'M':
+                layers.append(nn.MaxPool2d(2))
+                continue
+            conv = nn.Conv2d(c_in, v, 3, padding=1)
+            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (9 * v)))  # He init on fan-out, as the authors
+            nn.init.zeros_(conv.bias)
+            layers += [conv, _norm(v, batch_norm, True), nn.ReLU(inplace=True)]
+            c_in = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(c_in, c_in), nn.ReLU(inplace=True),
+                                        nn.Linear(c_in, c_in), nn.ReLU(inplace=True),
+                                        nn.Linear(c_in, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))  # 1x1 spatial after five max-pools
+
+
+def resnet18(num_classes=10, width=64, batch_norm=True, scale_inv=False):
+    return PreActResNet([2, 2, 2, 2], num_classes, width, batch_norm, scale_inv)
+
+
+def resnet34preact(num_classes=10, width=64, batch_norm=True, scale_inv=False):
+    return PreActResNet([3, 4, 6, 3], num_classes, width, batch_norm, scale_inv)
+
+
+def vgg16(num_classes=10, width=64, batch_norm=True, scale_inv=False):
+    if scale_inv:  # its hidden linear layers are not homogeneous of degree 0 in the weights
+        raise ValueError("vgg16 has no scale-invariant variant: use resnet18 or resnet34preact")
+    return VGG(num_classes, width, batch_norm)
+
+
+VISION_NETS = {'resnet18': resnet18, 'resnet34preact': resnet34preact, 'vgg16': vgg16}
+
+
+def scale_invariant_params(net):
+    """The conv weights when every conv feeds a BatchNorm: the net's output is unchanged when they
+    are scaled together, so their effective LR is lr/||w||^2. Empty without BatchNorm."""
+    if not any(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
+        return []
+    return [m.weight for m in net.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
 
 
 # =============================================================================
