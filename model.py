@@ -140,6 +140,67 @@ def scale_invariant_params(net):
     return [m.weight for m in net.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
 
 
+@torch.no_grad()
+def reestimate_bn(net, batches):
+    """Set every BatchNorm's running mean and (unbiased) variance to those of its inputs over one
+    train-mode pass of `batches` (input tensors). The authors' bn_update averages the batch
+    variances instead, which misses the spread of the batch means; this is the exact pooled value.
+    Needed for an EMA of the weights: its averaged weights do not match any running statistics."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    stats = {bn: [0, 0.0, 0.0] for bn in bns}  # count, mean, sum of squared deviations (float64)
+
+    def accumulate(bn, inputs):  # Chan et al.'s pooled mean and variance, batch by batch
+        x = inputs[0].float()
+        var_b, mean_b = torch.var_mean(x, dim=[0, 2, 3], unbiased=False)
+        n_b = x.numel() // x.shape[1]
+        n, mean, m2 = stats[bn]
+        delta = mean_b.double() - mean
+        total = n + n_b
+        stats[bn] = [total, mean + delta * n_b / total, m2 + var_b.double() * n_b + delta ** 2 * n * n_b / total]
+    hooks = [bn.register_forward_pre_hook(accumulate) for bn in bns]
+    was_training = net.training
+    net.train()  # each layer sees its input normalised by batch statistics, as in training
+    try:
+        for x in batches:
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        net.train(was_training)
+    for bn, (n, mean, m2) in stats.items():
+        if n > 1:
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(m2 / (n - 1))
+
+
+def hessian_trace(net, batches, probes, generator=None):
+    """Hutchinson estimate of the trace of the Hessian of the mean cross-entropy over `batches`
+    [(x, y), ...] with respect to the trainable parameters, the net in eval mode (a fixed function
+    of the weights): tr H = E[v^T H v] for Rademacher v, with H v by double backward.
+    Returns (mean over probes, its standard error)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    n_total = sum(len(y) for _, y in batches)
+    was_training = net.training
+    net.eval()
+    samples = []
+    try:
+        for _ in range(probes):
+            vs = [torch.randint(0, 2, p.shape, generator=generator, device=p.device).to(p.dtype) * 2 - 1
+                  for p in params]
+            vhv = 0.0
+            for x, y in batches:  # H is a sum over chunks, so v^T H v is too (same v for every chunk)
+                loss = F.cross_entropy(net(x), y, reduction='sum') / n_total
+                grads = torch.autograd.grad(loss, params, create_graph=True)
+                hvs = torch.autograd.grad(grads, params, grad_outputs=vs)
+                vhv += sum((hv * v).sum() for hv, v in zip(hvs, vs)).item()
+            samples.append(vhv)
+    finally:
+        net.train(was_training)
+    samples = torch.tensor(samples, dtype=torch.float64)
+    se = samples.std().item() / math.sqrt(probes) if probes > 1 else float('nan')
+    return samples.mean().item(), se
+
+
 # =============================================================================
 # end of vision nets
 # =============================================================================
