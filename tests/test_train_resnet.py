@@ -1,5 +1,6 @@
 """train_resnet.py end to end, on a real CIFAR-10 subset prepared into a temporary folder."""
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,10 @@ def data_dir(shared_data, tmp_path_factory):
 
 
 def train(*args, check=True):
+    # one thread: tiny nets gain nothing from more, and waiting threads crawl on a busy machine
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     out = subprocess.run([sys.executable, str(ROOT / 'train_resnet.py'), *args],
-                         capture_output=True, text=True, cwd=ROOT)
+                         capture_output=True, text=True, cwd=ROOT, env=env)
     if check:
         assert out.returncode == 0, out.stdout + out.stderr
     return out
@@ -70,6 +73,7 @@ def test_lr_drops_to_lr_flow_exactly_at_first_decay_and_weight_decay_is_kept(dat
     assert [r['wd'] for r in steps] == [0.0125] * 4
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
     # augmentation, momentum and the EMA put every saved state to use; the drop comes after the break
     common = [*TINY, f'--data_dir={data_dir}', '--eval_every=2', '--first_decay=0.75', '--augment=True',
@@ -89,7 +93,6 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
     assert strip(whole) == strip(split) and len(whole) == 6  # 4 training lines, 2 eval lines, none twice
 
 
-@pytest.mark.slow
 def test_projected_sgd_keeps_the_norm_at_radius_and_logs_hessian_and_flow(data_dir, tmp_path):
     # Figure 2 in miniature: scale-invariant net on a sphere, fine-tuned copies, Hessian traces
     train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=2', '--scale_inv=True',
