@@ -155,9 +155,11 @@ def load_split(split):  # uint8 (N, 3, 32, 32) and int64 labels, on the device
 train_x, train_y = load_split('train')
 test_x, test_y = load_split('test')
 num_classes = int(max(train_y.max(), test_y.max())) + 1
-# the channel statistics of the full training set, in pixel units
-mean = train_x.double().mean(dim=(0, 2, 3)).float().view(1, 3, 1, 1)
-inv_std = 1 / train_x.double().std(dim=(0, 2, 3)).float().view(1, 3, 1, 1)
+# the channel statistics of the full training set, in pixel units (in chunks: no float copy of it all)
+sums = sum(torch.stack([c.double().sum((0, 2, 3)), c.double().square().sum((0, 2, 3))]) for c in train_x.split(5000))
+mean64 = sums[0] / (train_x.numel() // 3)
+mean = mean64.float().view(1, 3, 1, 1)
+inv_std = (sums[1] / (train_x.numel() // 3) - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
 
 
 def balanced_subset(labels, n):
@@ -240,7 +242,7 @@ print(f"weight-decay timescale 1/(lr*wd) = {tau:,.0f} iterations = {tau / iters_
 
 start_epoch = 0
 if init_from == 'resume':
-    ckpt = run_io.load_checkpoint(ckpt_path, device)
+    ckpt = run_io.load_checkpoint(ckpt_path, 'cpu')  # RNG states must stay on the CPU; weights are copied over
     old = ckpt['config']
     shaping = ('model', 'width', 'batch_norm', 'scale_inv', 'dataset', 'n_train', 'batch_size', 'wd_params')
     changed = [k for k in shaping if old.get(k) != config[k]]
