@@ -118,7 +118,82 @@ def bench_gpt():
 # =============================================================================
 
 def bench_resnet():
-    raise SystemExit("bench.py resnet is not implemented yet")
+    """train_resnet.py's epoch (data, augmentation, EMA, gradient norm, logging) against the bare
+    forward + backward + step of the same net on pre-made batches, alternated over rounds."""
+    import math
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import torch.nn.functional as F
+
+    import run_io
+    from model import resnet18
+    cuda = device.startswith('cuda')
+    width, batch_size, epochs, rounds = (64, 128, 3, 2) if cuda else (16, 128, 3, 3)
+    n_train = 50_000 if cuda else 10 * batch_size  # random images: only the timing matters
+    variants = [('float32', False)] + ([('bfloat16', True)] if cuda else [])  # GPU: bf16 + compile
+    tmp = Path(tempfile.mkdtemp(prefix='bench_resnet_'))
+    rng = np.random.default_rng(0)
+    (tmp / 'cifar10').mkdir()
+    for split, n in (('train', n_train), ('test', 500)):
+        np.save(tmp / 'cifar10' / f'{split}_images.npy', rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+        np.save(tmp / 'cifar10' / f'{split}_labels.npy', np.arange(n, dtype=np.int64) % 10)
+    iters = n_train // batch_size
+    print(f"resnet18 width {width}, batch {batch_size}, {n_train:,} random CIFAR-sized images "
+          f"({iters} steps per epoch), {device}; {rounds} rounds of {epochs} epochs, the first untimed")
+    results = {}
+    for dtype, compiled in variants:
+        name = 'float32' if not compiled else 'bf16+channels_last+compile'
+        script_ms, bare_ms = [], []
+        for r in range(rounds):
+            run = tmp / f'run_{dtype}_{r}'
+            out = subprocess.run([sys.executable, 'train_resnet.py', f'--data_dir={tmp}', f'--out_dir={run}',
+                                  f'--width={width}', f'--batch_size={batch_size}', f'--epochs={epochs}',
+                                  '--eval_every=0', '--first_decay=1.0', f'--device={device}',
+                                  f'--dtype={dtype}', f'--compile={compiled}'],
+                                 capture_output=True, text=True, cwd=Path(__file__).resolve().parent)
+            if out.returncode != 0:
+                raise SystemExit(f"train_resnet.py failed:\n{out.stderr}")
+            script_ms += [rec['ms_per_iter'] for rec in run_io.read_log(run / 'log.jsonl')
+                          if not rec.get('eval')][1:]  # the first epoch warms up
+            # the bare step: same net, optimizer and batch size, batches already normalised on the device
+            torch.manual_seed(0)
+            net = resnet18(10, width).to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+            step_net = torch.compile(net) if compiled else net
+            opt = optim.SGD(optim.param_groups(net, 0.0125, 'all')[0], lr=0.08)
+            xs = torch.randn(iters, batch_size, 3, 32, 32, device=device)
+            ys = torch.randint(0, 10, (iters, batch_size), device=device)
+            autocast = torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
+            for epoch in range(epochs):
+                sync()
+                t0 = time.perf_counter()
+                for i in range(iters):
+                    x = xs[i].contiguous(memory_format=torch.channels_last) if cuda else xs[i]
+                    with autocast:
+                        loss = F.cross_entropy(step_net(x), ys[i])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                loss.item()
+                sync()
+                if epoch > 0:
+                    bare_ms.append(1e3 * (time.perf_counter() - t0) / iters)
+            del net, step_net, opt, xs
+        script, bare = statistics.median(script_ms), statistics.median(bare_ms)
+        print(f"\n{name}")
+        print(f"  {'variant':<28}{'ms/step':>10}{'img/s':>10}{'epoch s':>10}")
+        for label, ms in (('train_resnet.py loop', script), ('bare fwd+bwd+step', bare)):
+            print(f"  {label:<28}{ms:>10.1f}{batch_size / ms * 1e3:>10.0f}{ms * iters / 1e3:>10.2f}")
+        print(f"  loop / bare = {script / bare:.3f} (target <= 1.10)")
+        key = 'fp32' if not compiled else 'bf16_compile'
+        results.update({f'{key}_loop_ms': script, f'{key}_bare_ms': bare, f'{key}_loop_over_bare': script / bare})
+        if cuda and math.isfinite(script):
+            results[f'{key}_epoch_s_50k'] = script * (50_000 // batch_size) / 1e3
+    shutil.rmtree(tmp)
+    return results
 
 # =============================================================================
 # end of resnet

@@ -22,6 +22,183 @@ import torch.nn.functional as F
 # =============================================================================
 # vision nets
 # =============================================================================
+# As in the authors' code (tml-epfl/why-weight-decay, overparameterized_nets/models): a
+# pre-activation ResNet with a BatchNorm on the input image, and VGG-16 with three linear layers.
+# `scale_inv=True` makes the ResNet's output invariant to multiplying all trainable parameters
+# by one constant: BatchNorm without affine parameters everywhere (also before the projection
+# shortcut) and a frozen last layer. Without batch_norm there is no normalisation at all.
+
+
+def _norm(channels, batch_norm, affine):
+    return nn.BatchNorm2d(channels, affine=affine) if batch_norm else nn.Identity()
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv, BN-ReLU-conv, plus the input (or a 1x1 projection of BN-ReLU(input))."""
+
+    def __init__(self, c_in, c_out, stride, batch_norm=True, scale_inv=False):
+        super().__init__()
+        bias = not batch_norm  # a bias before BatchNorm is cancelled by its mean subtraction
+        self.bn1 = _norm(c_in, batch_norm, not scale_inv)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=bias)
+        self.bn2 = _norm(c_out, batch_norm, not scale_inv)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, padding=1, bias=bias)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            # the scale-invariant variant normalises again before the projection, as the authors do
+            pre = [_norm(c_in, batch_norm, False)] if scale_inv else []
+            self.shortcut = nn.Sequential(*pre, nn.Conv2d(c_in, c_out, 1, stride, bias=bias))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = x if self.shortcut is None else self.shortcut(out)  # projection of BN-ReLU(x), not of x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    """PreAct ResNet for 32x32 images: BN on the input, 3x3 stem, four stages, BN-ReLU, pool, linear."""
+
+    def __init__(self, num_blocks, num_classes=10, width=64, batch_norm=True, scale_inv=False):
+        super().__init__()
+        if scale_inv and not batch_norm:
+            raise ValueError("scale_inv needs batch_norm: scale invariance comes from the normalisation")
+        affine = not scale_inv
+        self.bn1 = _norm(3, batch_norm, affine)  # the authors normalise the input image with a BatchNorm
+        self.conv1 = nn.Conv2d(3, width, 3, 1, padding=1, bias=not batch_norm)
+        c_in, stages = width, []
+        for i, n in enumerate(num_blocks):
+            c_out = width * 2 ** i
+            blocks = []
+            for j in range(n):
+                blocks.append(PreActBlock(c_in, c_out, 2 if i > 0 and j == 0 else 1, batch_norm, scale_inv))
+                c_in = c_out
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.bn = _norm(c_in, batch_norm, affine)
+        self.linear = nn.Linear(c_in, num_classes)
+        if scale_inv:
+            self.linear.requires_grad_(False)  # a trained last layer would break scale invariance
+
+    def forward(self, x):
+        out = self.conv1(self.bn1(x))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.relu(self.bn(out))
+        return self.linear(out.mean(dim=(2, 3)))  # global average pool (4x4 for 32x32 inputs)
+
+
+class VGG(nn.Module):
+    """VGG-16 (configuration D) for 32x32 images: 13 convs of width w*{1,2,4,8,8}, three linear layers."""
+
+    def __init__(self, num_classes=10, width=64, batch_norm=True):
+        super().__init__()
+        w = width
+        cfg = [w, w, 'M', 2 * w, 2 * w, 'M', 4 * w, 4 * w, 4 * w, 'M', 8 * w, 8 * w, 8 * w, 'M',
+               8 * w, 8 * w, 8 * w, 'M']
+        layers, c_in = [], 3
+        for v in cfg:
+            if v == 'M':
+                layers.append(nn.MaxPool2d(2))
+                continue
+            conv = nn.Conv2d(c_in, v, 3, padding=1)
+            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (9 * v)))  # He init on fan-out, as the authors
+            nn.init.zeros_(conv.bias)
+            layers += [conv, _norm(v, batch_norm, True), nn.ReLU(inplace=True)]
+            c_in = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(c_in, c_in), nn.ReLU(inplace=True),
+                                        nn.Linear(c_in, c_in), nn.ReLU(inplace=True),
+                                        nn.Linear(c_in, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))  # 1x1 spatial after five max-pools
+
+
+def resnet18(num_classes=10, width=64, batch_norm=True, scale_inv=False):
+    return PreActResNet([2, 2, 2, 2], num_classes, width, batch_norm, scale_inv)
+
+
+def resnet34preact(num_classes=10, width=64, batch_norm=True, scale_inv=False):
+    return PreActResNet([3, 4, 6, 3], num_classes, width, batch_norm, scale_inv)
+
+
+def vgg16(num_classes=10, width=64, batch_norm=True, scale_inv=False):
+    if scale_inv:  # its hidden linear layers are not homogeneous of degree 0 in the weights
+        raise ValueError("vgg16 has no scale-invariant variant: use resnet18 or resnet34preact")
+    return VGG(num_classes, width, batch_norm)
+
+
+VISION_NETS = {'resnet18': resnet18, 'resnet34preact': resnet34preact, 'vgg16': vgg16}
+
+
+def scale_invariant_params(net):
+    """The conv weights when every conv feeds a BatchNorm: the net's output is unchanged when they
+    are scaled together, so their effective LR is lr/||w||^2. Empty without BatchNorm."""
+    if not any(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
+        return []
+    return [m.weight for m in net.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
+
+
+@torch.no_grad()
+def reestimate_bn(net, batches):
+    """Set every BatchNorm's running mean and (unbiased) variance to those of its inputs over one
+    train-mode pass of `batches` (input tensors). The authors' bn_update averages the batch
+    variances instead, which misses the spread of the batch means; this is the exact pooled value.
+    Needed for an EMA of the weights: its averaged weights do not match any running statistics."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    stats = {bn: [0, 0.0, 0.0] for bn in bns}  # count, mean, sum of squared deviations (float64)
+
+    def accumulate(bn, inputs):  # Chan et al.'s pooled mean and variance, batch by batch
+        x = inputs[0].float()
+        var_b, mean_b = torch.var_mean(x, dim=[0, 2, 3], unbiased=False)
+        n_b = x.numel() // x.shape[1]
+        n, mean, m2 = stats[bn]
+        delta = mean_b.double() - mean
+        total = n + n_b
+        stats[bn] = [total, mean + delta * n_b / total, m2 + var_b.double() * n_b + delta ** 2 * n * n_b / total]
+    hooks = [bn.register_forward_pre_hook(accumulate) for bn in bns]
+    was_training = net.training
+    net.train()  # each layer sees its input normalised by batch statistics, as in training
+    try:
+        for x in batches:
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        net.train(was_training)
+    for bn, (n, mean, m2) in stats.items():
+        if n > 1:
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(m2 / (n - 1))
+
+
+def hessian_trace(net, batches, probes, generator=None):
+    """Hutchinson estimate of the trace of the Hessian of the mean cross-entropy over `batches`
+    [(x, y), ...] with respect to the trainable parameters, the net in eval mode (a fixed function
+    of the weights): tr H = E[v^T H v] for Rademacher v, with H v by double backward.
+    Returns (mean over probes, its standard error)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    n_total = sum(len(y) for _, y in batches)
+    was_training = net.training
+    net.eval()
+    samples = []
+    try:
+        for _ in range(probes):
+            vs = [torch.randint(0, 2, p.shape, generator=generator, device=p.device).to(p.dtype) * 2 - 1
+                  for p in params]
+            vhv = 0.0
+            for x, y in batches:  # H is a sum over chunks, so v^T H v is too (same v for every chunk)
+                loss = F.cross_entropy(net(x), y, reduction='sum') / n_total
+                grads = torch.autograd.grad(loss, params, create_graph=True)
+                hvs = torch.autograd.grad(grads, params, grad_outputs=vs)
+                vhv += sum((hv * v).sum() for hv, v in zip(hvs, vs)).item()
+            samples.append(vhv)
+    finally:
+        net.train(was_training)
+    samples = torch.tensor(samples, dtype=torch.float64)
+    se = samples.std().item() / math.sqrt(probes) if probes > 1 else float('nan')
+    return samples.mean().item(), se
 
 
 # =============================================================================

@@ -114,9 +114,85 @@ def prepare_openwebtext(source, out_dir):
 # =============================================================================
 # CIFAR (vision track)
 # =============================================================================
+# The official python-version tarballs: pickled dicts of uint8 rows (1024 R, 1024 G, 1024 B
+# values, row-major) and labels, read here with pickle directly (no torchvision).
+
+CIFAR = {
+    'cifar10': dict(url='https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
+                    size=170498071, md5='c58f30108f718f92721af3b95e74349a',
+                    train=[f'data_batch_{i}' for i in range(1, 6)], test=['test_batch'],
+                    meta='batches.meta', names=b'label_names', labels=b'labels'),
+    'cifar100': dict(url='https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz',
+                     size=169001437, md5='eb9058c3a382ffc7106e4002c42a8d85',
+                     train=['train'], test=['test'],
+                     meta='meta', names=b'fine_label_names', labels=b'fine_labels'),
+}
+
+
+def read_cifar_tarball(path, spec):
+    """{'train': (images, labels), 'test': (...), 'classes': [...]} from an official tarball;
+    images are uint8 (N, 32, 32, 3) (height, width, RGB), labels int64."""
+    import pickle
+    import tarfile
+
+    import numpy as np
+    try:
+        tar = tarfile.open(path, 'r:gz')
+    except (tarfile.TarError, OSError) as e:
+        raise DataError(f"{path} is not a readable .tar.gz archive ({e})") from None
+    with tar:
+        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+
+        def load(name):
+            if name not in members:
+                raise DataError(f"{path} has no file {name!r}: not the python version of CIFAR")
+            return pickle.load(tar.extractfile(members[name]), encoding='bytes')
+        out = {'classes': [c.decode() for c in load(spec['meta'])[spec['names']]]}
+        for split in ('train', 'test'):
+            batches = [load(name) for name in spec[split]]
+            rows = np.concatenate([np.asarray(b[b'data'], dtype=np.uint8) for b in batches])
+            labels = np.concatenate([np.asarray(b[spec['labels']], dtype=np.int64) for b in batches])
+            if rows.ndim != 2 or rows.shape[1] != 3072 or len(rows) != len(labels):
+                raise DataError(f"{path}: {split} data has shape {rows.shape}, expected (N, 3072)")
+            # each row is the R plane, then G, then B: to (N, 3, 32, 32), then channels last
+            out[split] = (rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels)
+    return out
+
+
+def write_npy(path, array):
+    import io
+
+    import numpy as np
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_atomic(path, buffer.getvalue())
+
 
 def prepare_cifar(name, source, out_dir):
-    raise DataError(f"{name} is not implemented yet")
+    import json
+    spec = CIFAR[name]
+    if source is None:
+        source = download(spec['url'], Path(out_dir) / Path(spec['url']).name, size=spec['size'],
+                          md5=spec['md5'], what=f"the python version of {name} ({spec['url']})")
+        print(f"{source}: md5 matches the published {spec['md5']}")
+    elif file_digest(source, 'md5') == spec['md5']:
+        print(f"{source}: md5 matches the official archive")
+    else:
+        print(f"note: {source} is not the official archive (md5 differs); using it as given")
+    data = read_cifar_tarball(source, spec)
+    for split in ('train', 'test'):
+        images, labels = data[split]
+        if labels.min() < 0 or labels.max() >= len(data['classes']):
+            raise DataError(f"{source}: {split} labels outside 0..{len(data['classes']) - 1}")
+        write_npy(Path(out_dir) / f'{split}_images.npy', images)
+        write_npy(Path(out_dir) / f'{split}_labels.npy', labels)
+        print(f"{split}: {len(labels):,} images {tuple(images.shape[1:])} uint8, "
+              f"{len(set(labels.tolist()))} classes")
+    meta = dict(classes=data['classes'], num_classes=len(data['classes']),
+                train_size=len(data['train'][1]), test_size=len(data['test'][1]),
+                source=str(source), layout='images (N, 32, 32, 3) uint8 RGB, labels int64')
+    write_atomic(Path(out_dir) / 'meta.json', json.dumps(meta, indent=1).encode())
+    print(f"wrote {out_dir}/{{train,test}}_{{images,labels}}.npy and meta.json")
 
 
 # =============================================================================

@@ -19,6 +19,147 @@ import model
 # vision nets
 # =============================================================================
 
+@pytest.fixture
+def one_thread():
+    """Tiny nets gain nothing from threads, and on a busy 2-core machine OpenMP threads that wait
+    for each other make them a hundred times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def conv_count(c_in, c_out, k, bias=False):
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def preact_resnet_count(blocks, num_classes, width=64):
+    """Parameters of a PreAct ResNet with affine BatchNorm, counted from the architecture."""
+    n = 2 * 3 + conv_count(3, width, 3)  # input BN, stem
+    c_in = width
+    for i, b in enumerate(blocks):
+        c_out = width * 2 ** i
+        for j in range(b):
+            n += 2 * c_in + conv_count(c_in, c_out, 3) + 2 * c_out + conv_count(c_out, c_out, 3)
+            if c_in != c_out:
+                n += conv_count(c_in, c_out, 1)
+            c_in = c_out
+    return n + 2 * c_in + c_in * num_classes + num_classes  # final BN, linear
+
+
+def test_resnet18_has_the_standard_preact_count_plus_input_and_final_batchnorm(one_thread):
+    net = model.resnet18(num_classes=10)
+    # kuangliu's PreActResNet18 for CIFAR-10: 11,171,146; the authors add BN on the input (6) and before the pool (1,024)
+    assert preact_resnet_count([2, 2, 2, 2], 10) == 11_171_146 + 6 + 1024
+    assert sum(p.numel() for p in net.parameters()) == preact_resnet_count([2, 2, 2, 2], 10)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_resnet34preact_and_vgg16_counts_and_cifar100_heads(one_thread):
+    net = model.resnet34preact(num_classes=100)
+    assert sum(p.numel() for p in net.parameters()) == preact_resnet_count([3, 4, 6, 3], 100)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    vgg = model.vgg16(num_classes=100, width=64, batch_norm=True)
+    chans = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    convs = sum(conv_count(a, b, 3, bias=True) + 2 * b for a, b in zip([3] + chans[:-1], chans))
+    assert sum(p.numel() for p in vgg.parameters()) == convs + 2 * (512 * 512 + 512) + 512 * 100 + 100
+    assert vgg(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    no_bn = model.vgg16(width=8, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.modules())
+
+
+def test_width_scales_the_net_and_scale_inv_freezes_the_head_and_drops_affine_parameters(one_thread):
+    net = model.resnet18(width=8, scale_inv=True)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert not net.linear.weight.requires_grad and not net.linear.bias.requires_grad
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.affine for m in bns)
+    assert all(p.dim() == 4 for p in net.parameters() if p.requires_grad)  # only conv weights train
+    with pytest.raises(ValueError):
+        model.vgg16(scale_inv=True)
+    with pytest.raises(ValueError):
+        model.resnet18(batch_norm=False, scale_inv=True)
+
+
+def scaled_copy(net, c):
+    import copy
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in other.parameters():
+            if p.requires_grad:
+                p.mul_(c)
+    return other
+
+
+@pytest.mark.parametrize('scale_inv', [True, False])
+def test_scale_invariance_in_train_and_eval_mode(scale_inv, one_thread):
+    torch.manual_seed(0)
+    net = model.resnet18(width=4, scale_inv=scale_inv)
+    with torch.no_grad():  # non-trivial affine parameters, so the affine net really depends on them
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d) and m.affine:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    big = scaled_copy(net, 7.3)
+    x = torch.randn(8, 3, 32, 32)
+    same_train = torch.allclose(net.train()(x), big.train()(x), atol=1e-4, rtol=1e-4)
+    # eval mode: each net with BatchNorm statistics estimated on the same data, as in training
+    batches = [torch.randn(16, 3, 32, 32) for _ in range(2)]
+    model.reestimate_bn(net, batches)
+    model.reestimate_bn(big, batches)
+    same_eval = torch.allclose(net.eval()(x), big.eval()(x), atol=1e-4, rtol=1e-4)
+    assert same_train == scale_inv and same_eval == scale_inv
+
+
+def test_bn_reestimation_gives_the_exact_full_pass_statistics(one_thread):
+    torch.manual_seed(0)
+    net = model.resnet18(width=4)
+    data = torch.randn(64, 3, 32, 32) * 2 + torch.arange(4.0).repeat_interleave(16).view(64, 1, 1, 1)
+    seen = {}
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    hooks = [m.register_forward_pre_hook(lambda m, inp: seen.__setitem__(m, inp[0].detach())) for m in bns]
+    net.train()(data)  # one batch of everything: each layer's batch statistics are the full-pass ones
+    for h in hooks:
+        h.remove()
+    model.reestimate_bn(net, [data])
+    for m in bns:
+        var, mean = torch.var_mean(seen[m].double(), dim=(0, 2, 3), unbiased=True)
+        assert torch.allclose(m.running_mean.double(), mean, atol=1e-5, rtol=1e-4)
+        assert torch.allclose(m.running_var.double(), var, atol=1e-5, rtol=1e-4)
+    # in minibatches the input BatchNorm sees the images themselves: the pooled statistics are exact
+    model.reestimate_bn(net, data.split(16))
+    var, mean = torch.var_mean(data.double(), dim=(0, 2, 3), unbiased=True)
+    assert torch.allclose(net.bn1.running_mean.double(), mean, atol=1e-5)
+    assert torch.allclose(net.bn1.running_var.double(), var, rtol=1e-5)
+    batch_mean_of_vars = torch.stack([b.var(dim=(0, 2, 3)) for b in data.split(16)]).mean(0)
+    assert not torch.allclose(net.bn1.running_var, batch_mean_of_vars, rtol=1e-3)  # not the authors' average
+
+
+def test_hutchinson_trace_agrees_with_the_exact_hessian_trace(one_thread):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Tanh(),
+                              torch.nn.Flatten(), torch.nn.Linear(32, 3))
+    net.train()(torch.randn(8, 3, 6, 6))  # running statistics that are not the defaults
+    batches = [(torch.randn(5, 3, 6, 6), torch.randint(0, 3, (5,))) for _ in range(2)]
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    flat = torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    def loss(theta):
+        params, i = {}, 0
+        for n, s in zip(names, shapes):
+            params[n] = theta[i:i + s.numel()].view(s)
+            i += s.numel()
+        total = sum(torch.nn.functional.cross_entropy(torch.func.functional_call(net, params, (x,)), y,
+                                                      reduction='sum') for x, y in batches)
+        return total / 10
+    net.eval()
+    exact = torch.func.hessian(loss)(flat).trace().item()
+    gen = torch.Generator().manual_seed(1)
+    estimate, se = model.hessian_trace(net, batches, probes=150, generator=gen)
+    assert abs(estimate - exact) < 4 * se, (estimate, exact, se)
+    assert 0 < se < 0.2 * abs(exact)  # tight enough to catch a factor 2 or a wrong normalisation
+
 
 # =============================================================================
 # end of vision nets

@@ -52,6 +52,78 @@ def test_check_file_rejects_a_wrong_size_or_checksum(tmp_path):
 # CIFAR
 # =============================================================================
 
+CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
+
+
+def test_cifar10_from_the_real_subset_has_the_right_shapes_labels_and_channel_order(shared_data, tmp_path):
+    import json
+    import pickle
+    import tarfile
+    source = shared_data / 'cifar10_mini' / 'cifar-10-python.tar.gz'
+    out = run_prepare('cifar10', f'--source={source}', f'--out={tmp_path}')
+    assert out.returncode == 0, out.stderr
+    assert 'not the official archive' in out.stdout  # the subset's md5 is not the published one
+    d = tmp_path / 'cifar10'
+    train_x, train_y = np.load(d / 'train_images.npy'), np.load(d / 'train_labels.npy')
+    test_x, test_y = np.load(d / 'test_images.npy'), np.load(d / 'test_labels.npy')
+    assert train_x.shape == (5000, 32, 32, 3) and train_x.dtype == np.uint8
+    assert test_x.shape == (1000, 32, 32, 3) and train_y.dtype == np.int64
+    assert np.bincount(train_y).tolist() == [500] * 10 and np.bincount(test_y).tolist() == [100] * 10
+    meta = json.loads((d / 'meta.json').read_text())
+    assert meta['classes'] == CIFAR10_CLASSES and meta['num_classes'] == 10
+    with tarfile.open(source) as tar:  # the pickles themselves: row = 1024 R, then G, then B values
+        batch = pickle.load(tar.extractfile('cifar-10-batches-py/data_batch_2'), encoding='bytes')
+        test = pickle.load(tar.extractfile('cifar-10-batches-py/test_batch'), encoding='bytes')
+    row = batch[b'data'][7]
+    for c in range(3):
+        assert np.array_equal(train_x[1007, :, :, c], row[1024 * c:1024 * (c + 1)].reshape(32, 32))
+    assert train_y[1000:2000].tolist() == list(batch[b'labels'])
+    assert np.array_equal(test_x[:, :, :, 2], test[b'data'][:, 2048:].reshape(-1, 32, 32))
+    assert test_y.tolist() == list(test[b'labels'])
+
+
+def write_fake_cifar100(path):
+    """A tiny archive in the CIFAR-100 python layout: fine and coarse labels, 100 fine names."""
+    import io
+    import pickle
+    import tarfile
+    rng = np.random.default_rng(0)
+
+    def add(tar, name, obj):
+        data = pickle.dumps(obj, protocol=2)
+        info = tarfile.TarInfo(f'cifar-100-python/{name}')
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path, 'w:gz') as tar:
+        for split, n in (('train', 30), ('test', 10)):
+            add(tar, split, {b'data': rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                             b'fine_labels': [(7 * i) % 100 for i in range(n)],
+                             b'coarse_labels': [i % 20 for i in range(n)]})
+        add(tar, 'meta', {b'fine_label_names': [f'class{i}'.encode() for i in range(100)],
+                          b'coarse_label_names': [f'super{i}'.encode() for i in range(20)]})
+
+
+def test_cifar100_uses_the_fine_labels_and_their_100_names(tmp_path):
+    import json
+    write_fake_cifar100(tmp_path / 'c100.tar.gz')
+    out = run_prepare('cifar100', f'--source={tmp_path}/c100.tar.gz', f'--out={tmp_path}')
+    assert out.returncode == 0, out.stderr
+    d = tmp_path / 'cifar100'
+    assert np.load(d / 'train_labels.npy').tolist() == [(7 * i) % 100 for i in range(30)]
+    assert np.load(d / 'test_images.npy').shape == (10, 32, 32, 3)
+    assert json.loads((d / 'meta.json').read_text())['num_classes'] == 100
+
+
+def test_an_archive_that_is_not_cifar_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / 'bad.tar.gz'
+    bad.write_bytes(b'not a tarball')
+    write_fake_cifar100(tmp_path / 'c100.tar.gz')
+    for name, source in (('cifar10', bad), ('cifar10', tmp_path / 'c100.tar.gz')):
+        out = run_prepare(name, f'--source={source}', f'--out={tmp_path}')
+        assert out.returncode == 2 and 'Traceback' not in out.stderr
+        assert out.stderr.startswith('error: ') and out.stderr.count('\n') == 1
+    assert not (tmp_path / 'cifar10' / 'train_images.npy').exists()
+
 
 # =============================================================================
 # end of CIFAR

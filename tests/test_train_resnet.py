@@ -1,0 +1,150 @@
+"""train_resnet.py end to end, on a real CIFAR-10 subset prepared into a temporary folder."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import prepare_data
+import run_io
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ['--width=4', '--n_train=200', '--batch_size=50', '--eval_batch_size=500', '--device=cpu',
+        '--compile=False', '--dtype=float32']
+_prepared = {}
+
+
+@pytest.fixture
+def data_dir(shared_data, tmp_path_factory):
+    """data/cifar10 prepared once per session from the real subset, in a temporary folder."""
+    if 'dir' not in _prepared:
+        source = shared_data / 'cifar10_mini' / 'cifar-10-python.tar.gz'
+        if not source.exists():
+            pytest.skip(f"{source} not found")
+        out = tmp_path_factory.mktemp('data')
+        (out / 'cifar10').mkdir()
+        prepare_data.prepare_cifar('cifar10', str(source), out / 'cifar10')
+        _prepared['dir'] = out
+    return _prepared['dir']
+
+
+def train(*args, check=True):
+    # one thread: tiny nets gain nothing from more, and waiting threads crawl on a busy machine
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    out = subprocess.run([sys.executable, str(ROOT / 'train_resnet.py'), *args],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def lines(run_dir, evals):
+    return [r for r in run_io.read_log(run_dir / 'log.jsonl') if bool(r.get('eval')) == evals]
+
+
+def test_short_run_lowers_the_training_loss_and_logs_every_metric(data_dir, tmp_path):
+    train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=4', '--eval_every=2',
+          '--lr=0.05', '--first_decay=1.0', '--ema_coef=0.9')
+    steps, evals = lines(tmp_path / 'run', False), lines(tmp_path / 'run', True)
+    assert [r['epoch'] for r in steps] == [1, 2, 3, 4] and [r['iter'] for r in steps] == [4, 8, 12, 16]
+    assert steps[-1]['loss'] < steps[0]['loss']
+    assert [r['epoch'] for r in evals] == [2, 4]
+    keys = ('train_loss', 'train_err', 'test_loss', 'test_err', 'train_loss_ema', 'train_err_ema',
+            'test_loss_ema', 'test_err_ema', 'eff_lr', 'angular_update', 'angular_update_eq', 'reg_objective')
+    for r in evals:
+        assert all(math.isfinite(r[k]) for k in keys), r
+        assert all(0 <= r[k] <= 1 for k in ('train_err', 'test_err', 'train_err_ema', 'test_err_ema'))
+        assert r['angular_update'] > 0 and r['diverged'] is False
+    last = evals[-1]
+    assert last['reg_objective'] == pytest.approx(last['train_loss'] + 0.0125 / 2 * steps[-1]['decayed_norm'] ** 2)
+    assert last['angular_update_eq'] == pytest.approx(math.sqrt(2 * 0.05 * 0.0125))
+    for r in steps:
+        assert {'lr', 'wd', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'ms_per_iter'} <= r.keys()
+
+
+def test_lr_drops_to_lr_flow_exactly_at_first_decay_and_weight_decay_is_kept(data_dir, tmp_path):
+    train(*TINY, '--n_train=100', f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=4',
+          '--eval_every=0', '--lr=0.05', '--lr_flow=0.00123', '--first_decay=0.5', '--ema_coef=0')
+    steps = lines(tmp_path / 'run', False)
+    assert [r['lr'] for r in steps] == [0.05, 0.05, 0.00123, 0.00123]
+    assert [r['wd'] for r in steps] == [0.0125] * 4
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
+    # augmentation, momentum and the EMA put every saved state to use; the drop comes after the break
+    common = [*TINY, f'--data_dir={data_dir}', '--eval_every=2', '--first_decay=0.75', '--augment=True',
+              '--momentum=0.9', '--lr=0.02', '--ema_coef=0.9']
+    train(*common, f'--out_dir={tmp_path}/whole', '--epochs=4')
+    train(*common, f'--out_dir={tmp_path}/split', '--epochs=2')
+    train(*common, f'--out_dir={tmp_path}/split', '--epochs=4', '--init_from=resume')
+    a, b = (run_io.load_checkpoint(tmp_path / d / 'ckpt.pt') for d in ('whole', 'split'))
+    for key in ('model', 'ema'):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    for sa, sb in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()):
+        assert torch.equal(sa['momentum_buffer'], sb['momentum_buffer'])
+    strip = lambda rs: [{k: v for k, v in r.items() if k != 'ms_per_iter'} for r in rs]
+    whole, split = (run_io.read_log(tmp_path / d / 'log.jsonl') for d in ('whole', 'split'))
+    assert strip(whole) == strip(split) and len(whole) == 6  # 4 training lines, 2 eval lines, none twice
+
+
+def test_projected_sgd_keeps_the_norm_at_radius_and_logs_hessian_and_flow(data_dir, tmp_path):
+    # Figure 2 in miniature: scale-invariant net on a sphere, fine-tuned copies, Hessian traces
+    train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=2', '--scale_inv=True',
+          '--radius=3.0', '--weight_decay=0', '--lr=0.1', '--first_decay=1.0', '--eval_every=0',
+          '--hessian_every=2', '--hessian_n=20', '--hessian_probes=3', '--flow_every=2', '--flow_epochs=1')
+    steps, evals = lines(tmp_path / 'run', False), lines(tmp_path / 'run', True)
+    assert [r['weight_norm'] for r in steps] == pytest.approx([3.0, 3.0], rel=1e-5)
+    ckpt = run_io.load_checkpoint(tmp_path / 'run' / 'ckpt.pt')
+    trainable = [v for k, v in ckpt['model'].items() if k.endswith('weight') and not k.startswith('linear')]
+    assert torch.linalg.vector_norm(torch.stack([v.norm() for v in trainable])) == pytest.approx(3.0, rel=1e-5)
+    (ev,) = evals
+    for key in ('trace_hessian', 'trace_hessian_se', 'flow_train_loss', 'flow_test_err',
+                'flow_trace_hessian', 'flow_trace_hessian_se'):
+        assert math.isfinite(ev[key]), key
+    assert ev['trace_hessian_se'] > 0 and ev['eff_lr'] == pytest.approx(0.1 / 9, rel=1e-4)
+
+
+def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(data_dir, tmp_path):
+    train(*TINY, '--n_train=100', f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=3',
+          '--batch_norm=False', '--lr=1e30', '--first_decay=1.0', '--ema_coef=0')
+    (last,) = [r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if r.get('diverged')]
+    assert last['loss'] is None  # NaN is written as null
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--batch_size=0'], 'batch_size must be >= 1'),
+    (['--lr=-0.1'], 'lr and lr_flow must be >= 0'),
+    (['--weight_decay=-1'], 'weight_decay must be >= 0'),
+    (['--model=resnet50'], 'unknown model'),
+    (['--dataset=mnist'], 'unknown dataset'),
+    (['--dtype=float8'], 'unknown dtype'),
+    (['--wd_mode=l1'], 'unknown wd_mode'),
+    (['--device=tpu'], 'unknown device'),
+    (['--model=vgg16', '--scale_inv=True'], 'no scale-invariant variant'),
+    (['--n_train=15'], 'balanced subset of 15'),
+    (['--init_from=resume'], 'no checkpoint to resume'),
+])
+def test_bad_input_exits_2_with_one_line(data_dir, tmp_path, args, message):
+    out = train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', *args, check=False)
+    assert out.returncode == 2 and 'Traceback' not in out.stderr
+    assert out.stderr.startswith('error: ') and out.stderr.count('\n') == 1 and message in out.stderr
+
+
+def test_a_dataset_never_prepared_names_the_command_that_prepares_it(tmp_path):
+    out = train(f'--data_dir={tmp_path}', '--dataset=cifar100', f'--out_dir={tmp_path}/run', check=False)
+    assert out.returncode == 2 and out.stderr.count('\n') == 1
+    assert 'python prepare_data.py cifar100' in out.stderr
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(data_dir, tmp_path):
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'log.jsonl').write_text('{"iter": 1}\n')
+    out = train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', check=False)
+    assert out.returncode == 2 and '--init_from=resume' in out.stderr
+    assert (tmp_path / 'run' / 'log.jsonl').read_text() == '{"iter": 1}\n'
