@@ -19,7 +19,7 @@ n_head = 4
 n_embd = 128
 
 learning_rate = 2e-3  # a small model tolerates a larger LR than GPT-2-small's 6e-4
-max_iters = 2000
+max_iters = 1500
 warmup_iters = 100
 min_lr = 2e-4
 weight_decay = 0.1
