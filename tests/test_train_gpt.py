@@ -207,3 +207,12 @@ def test_the_command_line_gives_no_traceback(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / 'train_gpt.py'), '--batch_size=0'], cwd=ROOT,
                          capture_output=True, text=True, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
     assert out.returncode == 2 and out.stderr == 'error: batch_size must be at least 1, got 0\n'
+
+
+@pytest.mark.parametrize('config_file', sorted(p.name for p in (ROOT / 'config').glob('gpt_*.py')
+                                              if p.name != 'gpt_cpu_demo.py'))
+def test_every_paper_config_is_accepted(tmp_path, monkeypatch, capsys, config_file):
+    # accepted means it gets as far as looking for its data (openwebtext is not here)
+    status, err = run_in_process(monkeypatch, capsys, [f'config/{config_file}', '--device=cpu',
+                                                       f'--data_dir={tmp_path / "none"}'])
+    assert status == 2 and 'run: python prepare_data.py openwebtext' in err, err
