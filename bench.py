@@ -160,7 +160,8 @@ def bench_gpt():
         rng = np.random.default_rng(0)
         for split, n in (('train', 2_000_000), ('val', 200_000)):
             rng.integers(shape['vocab_size'], size=n, dtype=np.uint16).tofile(data / f'{split}.bin')
-        (data / 'meta.json').write_text(jsonlib.dumps(dict(vocab_size=shape['vocab_size'], tokenizer='random')))
+        meta = dict(vocab_size=shape['vocab_size'], tokenizer='random')
+        (data / 'meta.json').write_text(jsonlib.dumps(meta))
         args = [f'--{k}={v}' for k, v in shape.items() if k != 'vocab_size'] + [
             f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1',
             '--vocab_multiple=1', f'--dtype={dtype}', f'--device={device}', f'--compile={cuda}',

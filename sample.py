@@ -50,10 +50,11 @@ if meta['tokenizer'] == 'char':
     stoi = {c: i for i, c in enumerate(meta['chars'])}
     unknown = sorted(set(start) - set(stoi))
     if unknown:
-        print(f"error: the prompt has characters outside the vocabulary: {''.join(unknown)!r}", file=sys.stderr)
+        print(f"error: the prompt has characters outside the vocabulary: {''.join(unknown)!r}",
+              file=sys.stderr)
         sys.exit(2)
     encode = lambda s: [stoi[c] for c in s]
-    decode = lambda ids: ''.join(meta['chars'][i] for i in ids if i < len(stoi))  # padded rows are not characters
+    decode = lambda ids: ''.join(meta['chars'][i] for i in ids if i < len(stoi))  # skip padded rows
 else:
     import tiktoken
     enc = tiktoken.get_encoding('gpt2')

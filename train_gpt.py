@@ -239,8 +239,9 @@ iter_num, start_iter, clipped, pending_losses = 0, 0, 0, []
 resumed = init_from == 'resume'
 if checkpoint is not None:
     ema.load_state_dict(checkpoint['ema'])
-    same_opt = (checkpoint['config']['optimizer'], checkpoint['config']['wd_params']) == (optimizer, wd_params)
-    if init_from == 'resume' or same_opt:  # fine-tuning keeps Adam's moments, as the authors' script
+    old = checkpoint['config']
+    # fine-tuning keeps Adam's moments, as the authors' script did
+    if init_from == 'resume' or (old['optimizer'], old['wd_params']) == (optimizer, wd_params):
         opt.load_state_dict(checkpoint['optimizer'])
         for g in opt.param_groups:  # a fine-tuning run sets its own hyperparameters
             g.update(weight_decay=weight_decay if g['decayed'] else 0.0, wd_mode=wd_mode,
@@ -271,16 +272,18 @@ if checkpoint is not None:
 lr_at = (lambda it: optim.cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters or max_iters)
          if decay_lr else optim.constant_lr(it, learning_rate, warmup_iters))
 
-raw_model = model  # without compile and DDP wrappers: what is saved, averaged and evaluated
+raw_model = model  # without compile and DDP wrappers: what is saved and averaged
 if compile == 'true' or (compile == 'auto' and device_type == 'cuda'):
     print0("compiling the model (about a minute)")
     model = torch.compile(model)
-train_model = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None) \
-    if ddp else model
+train_model = model
+if ddp:
+    train_model = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None)
 peak_flops = None  # dense bf16/fp16 tensor-core peak, for MFU; unknown elsewhere
 if device_type == 'cuda' and dtype != 'float32':
     name = torch.cuda.get_device_name(device)
-    peak_flops = next((f for k, f in (('H200', 989e12), ('H100', 989e12), ('A100', 312e12)) if k in name), None)
+    peaks = (('H200', 989e12), ('H100', 989e12), ('A100', 312e12))
+    peak_flops = next((f for k, f in peaks if k in name), None)
 flops_per_iter = raw_model.flops_per_token(block_size) * tokens_per_iter
 
 # -----------------------------------------------------------------------------
@@ -300,6 +303,26 @@ def evaluate(net):
         out[f'{split}_loss'] = (losses / eval_iters).item()
     net.train()
     return out
+
+
+def equilibrium_angle(lr):
+    """The angular update rotational equilibrium predicts at this lr, or None (Adam + L2 has none)."""
+    if wd_mode == 'l2' and optimizer == 'adamw':
+        return None
+    # 'independent' shrinks by (lr/lr_max)*wd per step: decoupled decay with wd/lr_max
+    wd = weight_decay / learning_rate if wd_mode == 'independent' and learning_rate else weight_decay
+    return optim.equilibrium_angular_update(optimizer, lr, wd, beta1, momentum)
+
+
+def rng_states():
+    """Every process's RNG states (a collective under DDP), so that a resumed run continues exactly."""
+    mine = dict(torch=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state(device) if device_type == 'cuda' else None)
+    if not ddp:
+        return [mine]
+    states = [None] * world_size
+    dist.all_gather_object(states, mine)
+    return states
 
 
 def any_process(flag):
@@ -356,27 +379,22 @@ while True:
             record.update(evaluate(model))
             record.update({f'{k}_ema': v for k, v in evaluate(ema.model).items()})
             record['adam_elr'] = optim.adam_effective_lr(opt) if optimizer == 'adamw' else None
-            record['angular_update'] = angular_update
-            # rotational equilibrium of the decoupled shrink; 'independent' shrinks by lr*wd/lr_max
-            eq_wd = weight_decay / learning_rate if wd_mode == 'independent' and learning_rate else weight_decay
-            record['angular_update_eq'] = None if angular_lr is None or (wd_mode == 'l2' and optimizer == 'adamw') \
-                else optim.equilibrium_angular_update(optimizer, angular_lr, eq_wd, beta1, momentum)
+            record['angular_update'] = angular_update  # measured on the step just before this eval
+            record['angular_update_eq'] = equilibrium_angle(angular_lr) if angular_lr is not None else None
             record['weight_norm'] = optim.weight_norms(raw_model.parameters())[0]
             record['decayed_norm'] = optim.weight_norms(decayed)[0]
             record['diverged'] = not all(math.isfinite(record[k]) for k in ('train_loss', 'val_loss'))
             run_io.append_log(log_path, record)
-            au = f" | angle {angular_update:.2e} (eq {record['angular_update_eq'] or 0:.2e})" if angular_update else ''
-            print(f"=== eval iter {iter_num:>6} | train {record['train_loss']:.4f} | val {record['val_loss']:.4f}"
-                  f" | ema train {record['train_loss_ema']:.4f} | ema val {record['val_loss_ema']:.4f}{au} ===")
+            angle = f" | angle {angular_update:.2e}" if angular_update is not None else ''
+            if record['angular_update_eq'] is not None:
+                angle += f" (eq {record['angular_update_eq']:.2e})"
+            print(f"=== eval iter {iter_num:>6} | train {record['train_loss']:.4f}"
+                  f" | val {record['val_loss']:.4f} | ema train {record['train_loss_ema']:.4f}"
+                  f" | ema val {record['val_loss_ema']:.4f}"
+                  f"{angle} ===")
         if any_process(master and record['diverged']):
             diverge(iter_num, logged=True)
-        if ddp:  # every process's RNG state, so that a resumed DDP run continues exactly
-            rngs = [None] * world_size
-            dist.all_gather_object(rngs, dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device)
-                                              if device_type == 'cuda' else None))
-        else:
-            rngs = [dict(torch=torch.get_rng_state(),
-                         cuda=torch.cuda.get_rng_state(device) if device_type == 'cuda' else None)]
+        rngs = rng_states()
         if master:
             run_io.save_checkpoint(dict(
                 model=raw_model.state_dict(), optimizer=opt.state_dict(), ema=ema.state_dict(),
@@ -438,7 +456,8 @@ while True:
             if peak_flops:
                 record['mfu'] = flops_per_iter / dt / (peak_flops * world_size)
             run_io.append_log(log_path, record)
-            print(f"iter {iter_num:>6} | loss {record['loss']:.4f} | lr {lr:.2e} | |g| {record['grad_norm']:6.3f}"
+            print(f"iter {iter_num:>6} | loss {record['loss']:.4f} | lr {lr:.2e}"
+                  f" | |g| {record['grad_norm']:6.3f}"
                   f" | |w| {record['weight_norm']:7.1f} | {record['tokens_per_s'] / 1e3:6.1f}k tok/s"
                   f" | {record['ms_per_iter']:6.0f} ms/it"
                   + (f" | mfu {100 * record['mfu']:4.1f}%" if peak_flops else '')

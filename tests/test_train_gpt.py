@@ -108,7 +108,8 @@ def test_finetuning_from_a_checkpoint_is_one_override(char_data, short_run, tmp_
     first = log[0]
     assert first['iter'] == 0 and first['eval']
     # the same weights on the same eval batches: the fine-tuning run starts where its parent ended
-    assert first['val_loss'] == parent_last['val_loss'] and first['val_loss_ema'] == parent_last['val_loss_ema']
+    assert first['val_loss'] == parent_last['val_loss']
+    assert first['val_loss_ema'] == parent_last['val_loss_ema']
     assert all(r['lr'] == 1e-5 for r in log) and log[-1]['iter'] == 20
     assert abs(log[-1]['val_loss'] - first['val_loss']) < 0.05  # a tiny LR moves the loss a little
 
