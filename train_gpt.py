@@ -155,6 +155,7 @@ if init_from != 'resume' and (ckpt_path.exists() or log_path.exists()):
 checkpoint = None
 if init_from != 'scratch':
     checkpoint = run_io.load_checkpoint(ckpt_path if init_from == 'resume' else init_from, device)
+config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
 if master:
     run_io.prepare_run_dir(out_dir, config)
     print(f"run folder {out_dir}; {world_size} process(es) on {device}, {dtype}")

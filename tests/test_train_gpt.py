@@ -82,7 +82,8 @@ def test_log_lines_carry_the_design_metric_names(short_run):
     assert 0 < last['angular_update'] < 1 and 0 < last['angular_update_eq'] < 1 and last['adam_elr'] > 0
     assert 0 < last['decayed_norm'] < last['weight_norm']  # LayerNorm gains are not decayed
     assert train_lines[0]['clipped'] <= train_lines[-1]['clipped'] <= 150
-    assert json.loads((short_run / 'config.json').read_text())['weight_decay'] == 0.1
+    config = json.loads((short_run / 'config.json').read_text())
+    assert config['weight_decay'] == 0.1 and config['dtype'] == 'float32' and config['out_dir'] == str(short_run)
 
 
 def test_checkpoint_has_plain_parameter_names_and_sample_prints_text(short_run):
