@@ -127,6 +127,7 @@ if ddp:
         torch.cuda.set_device(device)
     dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
 master = rank == 0  # the one process that evaluates, logs and saves
+print0 = print if master else (lambda *a, **k: None)
 if dtype == 'bfloat16' and device_type == 'cuda' and not torch.cuda.is_bf16_supported():
     fail("this GPU does not support bfloat16; use --dtype=float16 or float32")
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
@@ -154,13 +155,13 @@ if init_from != 'resume' and (ckpt_path.exists() or log_path.exists()):
     fail(f"{out_dir} already holds a run; continue it with --init_from=resume, or pick another --out_dir")
 checkpoint = None
 if init_from != 'scratch':
-    checkpoint = run_io.load_checkpoint(ckpt_path if init_from == 'resume' else init_from, device)
+    # on the CPU: RNG states must stay there; load_state_dict moves the rest to the model's device
+    checkpoint = run_io.load_checkpoint(ckpt_path if init_from == 'resume' else init_from, 'cpu')
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
 if master:
     run_io.prepare_run_dir(out_dir, config)
-    print(f"run folder {out_dir}; {world_size} process(es) on {device}, {dtype}")
+    print0(f"run folder {out_dir}; {world_size} process(es) on {device}, {dtype}")
 tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
-print0 = print if master else (lambda *a, **k: None)
 print0(f"tokens per iteration: {tokens_per_iter:,} ({gradient_accumulation_steps} x {batch_size} "
        f"sequences of {block_size})")
 
