@@ -3,7 +3,8 @@
 #   python train_gpt.py config/gpt_cpu_demo.py
 #   python sample.py --out_dir=out/gpt_cpu_demo
 # Measured: 4.5 minutes, final val loss 1.73, with OMP_NUM_THREADS=1 on a 2-core CPU shared with
-# another job (2 threads on a busy CPU are 10-20 times slower; on an idle one they take ~2.5 minutes).
+# another job. With 2 threads: 88 ms/iteration on a quiet CPU (~2.5 minutes),
+# but 10-20 times slower on a busy one.
 out_dir = 'out/gpt_cpu_demo'
 dataset = 'shakespeare_char'
 vocab_multiple = 1
