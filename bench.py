@@ -106,7 +106,94 @@ def bench_optim():
 # =============================================================================
 
 def bench_gpt():
-    raise SystemExit("bench.py gpt is not implemented yet")
+    """train_gpt.py itself (a subprocess; its ms_per_iter over log intervals of 10 iterations)
+    against the bare forward + backward + AdamW step of the same model and batch, in turns.
+    CPU: the CPU demo's model; GPU: GPT-2 small, context 1024, bfloat16, compiled."""
+    import subprocess
+    import tempfile
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    import numpy as np
+
+    import run_io
+    from model import GPT, GPTConfig
+    cuda = device.startswith('cuda')
+    if cuda:
+        shape = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257)
+        batch, dtype, rounds = 16, 'bfloat16', 1  # each round compiles the model again (about a minute)
+    else:
+        shape = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65)  # config/gpt_cpu_demo.py
+        batch, dtype, rounds = 32, 'float32', 2
+    chunk = 10  # iterations per timed sample: train_gpt.py's log interval
+    iters = (warmup + steps) * chunk
+    T, tokens = shape['block_size'], batch * shape['block_size']
+    print(f"train_gpt.py iteration vs the bare step: GPT {shape}, batch {batch}, {dtype}, {device}")
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**shape)).to(device)
+    opt = optim.AdamW(optim.param_groups(model, 0.1)[0], lr=6e-4, betas=(0.9, 0.95))
+    fwd = torch.compile(model) if cuda else model
+    x, y = (torch.randint(shape['vocab_size'], (batch, T), device=device) for _ in range(2))
+    autocast = torch.autocast('cuda', dtype=torch.bfloat16) if cuda else nullcontext()
+
+    def bare_chunks():
+        out = []
+        for i in range(warmup + steps):
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(chunk):
+                with autocast:
+                    loss = fwd(x, y)[1]
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            sync()
+            if i >= warmup:
+                out.append((time.perf_counter() - t0) / chunk)
+        return out
+
+    script, bare = [], []
+    with tempfile.TemporaryDirectory() as tmp:  # random tokens: the data do not change the timing
+        data = Path(tmp) / 'data'
+        data.mkdir()
+        rng = np.random.default_rng(0)
+        for split, n in (('train', 2_000_000), ('val', 200_000)):
+            rng.integers(shape['vocab_size'], size=n, dtype=np.uint16).tofile(data / f'{split}.bin')
+        meta = dict(vocab_size=shape['vocab_size'], tokenizer='random')
+        (data / 'meta.json').write_text(jsonlib.dumps(meta))
+        args = [f'--{k}={v}' for k, v in shape.items() if k != 'vocab_size'] + [
+            f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1',
+            '--vocab_multiple=1', f'--dtype={dtype}', f'--device={device}', f'--compile={cuda}',
+            f'--max_iters={iters}', f'--log_interval={chunk}', f'--eval_interval={iters}', '--eval_iters=1',
+            '--weight_decay=0.1', '--warmup_iters=10']
+        root = Path(__file__).resolve().parent
+        for r in range(rounds):
+            run = Path(tmp) / f'run{r}'
+            out = subprocess.run([sys.executable, str(root / 'train_gpt.py'), *args, f'--out_dir={run}'],
+                                 cwd=root, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"train_gpt.py failed:\n{out.stderr[-2000:]}")
+            lines = [r for r in run_io.read_log(run / 'log.jsonl') if not r.get('eval')]
+            script += [r['ms_per_iter'] / 1e3 for r in lines[warmup:]]
+            bare += bare_chunks()
+    results = {'gpt_script_ms': 1e3 * statistics.median(script), 'gpt_bare_ms': 1e3 * statistics.median(bare)}
+    results['gpt_script_over_bare'] = results['gpt_script_ms'] / results['gpt_bare_ms']
+    print(f"\n{'variant':<22}{'ms/iter':>10}{'tokens/s':>12}")
+    for name, key in (('train_gpt.py loop', 'gpt_script_ms'), ('bare fwd+bwd+step', 'gpt_bare_ms')):
+        print(f"{name:<22}{results[key]:>10.1f}{tokens / results[key] * 1e3:>12,.0f}")
+    print(f"loop / bare step: {results['gpt_script_over_bare']:.3f} (target <= 1.10)")
+    if cuda:
+        name = torch.cuda.get_device_name(device)
+        peak = next((f for k, f in (('H200', 989e12), ('H100', 989e12), ('A100', 312e12)) if k in name), None)
+        if peak:  # dense bf16 tensor-core peak
+            for key in ('gpt_script_ms', 'gpt_bare_ms'):
+                mfu = model.flops_per_token(T) * tokens / (results[key] / 1e3) / peak
+                results[key.replace('_ms', '_mfu')] = mfu
+            print(f"MFU ({name}, dense bf16 peak {peak / 1e12:.0f} TFLOPS): loop "
+                  f"{results['gpt_script_mfu']:.1%}, bare {results['gpt_bare_mfu']:.1%}")
+    results['gpt_tokens_per_s'] = tokens / results['gpt_script_ms'] * 1e3
+    return results
 
 # =============================================================================
 # end of gpt

@@ -94,16 +94,136 @@ def write_atomic(path, data):
 # text datasets (GPT track)
 # =============================================================================
 
+SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
+SHAKESPEARE_SIZE = 1_115_394
+SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
+
+
+def write_json_atomic(path, obj):
+    import json
+    write_atomic(path, (json.dumps(obj, indent=1) + '\n').encode())
+
+
+def write_split(out_dir, train_ids, val_ids, meta):
+    """train.bin / val.bin as uint16 token ids, then meta.json last: its presence means complete."""
+    import numpy as np
+    if meta['vocab_size'] > 65536:
+        raise DataError(f"vocabulary of {meta['vocab_size']} does not fit uint16 ids")
+    for split, ids in (('train', train_ids), ('val', val_ids)):
+        write_atomic(out_dir / f'{split}.bin', np.asarray(ids, dtype=np.uint16))
+    write_json_atomic(out_dir / 'meta.json', meta)
+    print(f"wrote {out_dir}: train {len(train_ids):,} tokens, val {len(val_ids):,} tokens, "
+          f"vocabulary {meta['vocab_size']:,} ({meta['tokenizer']})")
+
+
+def shakespeare_text(source, out_dir):
+    if source is None:
+        source = download(SHAKESPEARE_URL, out_dir / 'input.txt', size=SHAKESPEARE_SIZE,
+                          sha256=SHAKESPEARE_SHA256, what=f"tiny Shakespeare ({SHAKESPEARE_URL})")
+    if Path(source).is_dir():
+        raise DataError(f"--source {source} is a folder; pass the text file (input.txt)")
+    return Path(source).read_text(encoding='utf-8')
+
+
+def gpt2_encoding():
+    """tiktoken's GPT-2 BPE; it downloads two files once, or reads them from TIKTOKEN_CACHE_DIR."""
+    import tiktoken
+    try:
+        return tiktoken.get_encoding('gpt2')
+    except Exception as e:  # tiktoken raises requests' or its own errors when offline
+        raise DataError(f"cannot load the GPT-2 BPE files for tiktoken ({type(e).__name__}); put "
+                        f"encoder.json and vocab.bpe in tiktoken's cache and set TIKTOKEN_CACHE_DIR "
+                        f"(see ../shared/data/tiktoken_cache/README.md)", status=1) from None
+
+
 def prepare_shakespeare_char(source, out_dir):
-    raise DataError("shakespeare_char is not implemented yet")
+    """Characters of tiny Shakespeare; the first 90% of the text is train, the rest val."""
+    text = shakespeare_text(source, out_dir)
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = [stoi[c] for c in text]
+    n = int(0.9 * len(ids))
+    write_split(out_dir, ids[:n], ids[n:], dict(vocab_size=len(chars), tokenizer='char',
+                                                 chars=''.join(chars)))
 
 
 def prepare_shakespeare(source, out_dir):
-    raise DataError("shakespeare is not implemented yet")
+    """Tiny Shakespeare in GPT-2 BPE: the text is split 90/10 first, then each part encoded."""
+    text = shakespeare_text(source, out_dir)
+    enc = gpt2_encoding()
+    n = int(0.9 * len(text))
+    write_split(out_dir, enc.encode_ordinary(text[:n]), enc.encode_ordinary(text[n:]),
+                dict(vocab_size=enc.n_vocab, tokenizer='gpt2', eot_token=enc.eot_token))
 
 
-def prepare_openwebtext(source, out_dir):
-    raise DataError("openwebtext is not implemented yet")
+def openwebtext_documents(source):
+    """(number of documents, iterator of their texts): from --source or through `datasets`."""
+    if source is not None and Path(source).is_dir() and not any(Path(source).glob('*.arrow')):
+        files = sorted(p for p in Path(source).rglob('*.txt') if p.is_file())
+        if not files:
+            raise DataError(f"--source {source} holds no .txt documents (nor a saved `datasets` dataset)")
+        return len(files), (p.read_text(encoding='utf-8', errors='replace') for p in files)
+    try:
+        import datasets  # only this dataset needs it; recent releases dropped script-based datasets
+    except ImportError:
+        raise DataError("openwebtext needs the `datasets` library (pip install 'datasets<4'), or pass "
+                        "--source=DIR, a folder of .txt documents (the extracted OpenWebText archive) "
+                        "or a dataset saved with save_to_disk") from None
+    try:
+        if source is not None:
+            ds = datasets.load_from_disk(source)
+            ds = ds['train'] if isinstance(ds, datasets.DatasetDict) else ds
+        else:
+            ds = datasets.load_dataset('openwebtext', split='train', trust_remote_code=True)
+    except Exception as e:
+        raise DataError(f"cannot load openwebtext through `datasets` ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); download the OpenWebText archive "
+                        f"(https://skylion007.github.io/OpenWebTextCorpus/), extract its .txt documents "
+                        f"and pass --source=DIR", status=1) from None
+    return len(ds), (row['text'] for row in ds)
+
+
+def prepare_openwebtext(source, out_dir, chunk=1024, val_fraction=0.0005):
+    """GPT-2 BPE of every document, each followed by the end-of-text token; a random 0.05% of
+    documents (at least one) is val, as nanoGPT. Tokens stream to temporary files, renamed at the end."""
+    import numpy as np
+    n_docs, docs = openwebtext_documents(source)
+    if n_docs < 2:
+        raise DataError("openwebtext needs at least two documents (one goes to val)")
+    enc = gpt2_encoding()
+    is_val = np.zeros(n_docs, dtype=bool)
+    is_val[np.random.default_rng(2357).permutation(n_docs)[:max(1, round(val_fraction * n_docs))]] = True
+    tmp = {s: out_dir / f'{s}.bin.tmp' for s in ('train', 'val')}
+    files = {s: open(p, 'wb') for s, p in tmp.items()}
+    counts, t0, done, batch = dict(train=0, val=0), time.time(), 0, []
+    threads = os.cpu_count() or 1
+    try:
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) == chunk or done + len(batch) == n_docs:
+                # tiktoken encodes a batch on `threads` threads (its Rust core releases the GIL)
+                for ids in enc.encode_ordinary_batch(batch, num_threads=threads):
+                    split = 'val' if is_val[done] else 'train'
+                    ids.append(enc.eot_token)  # documents are separated by <|endoftext|>
+                    files[split].write(np.array(ids, dtype=np.uint16).tobytes())
+                    counts[split] += len(ids)
+                    done += 1
+                batch = []
+                rate = done / max(time.time() - t0, 1e-9)
+                print(f"\rtokenising: {done:,}/{n_docs:,} documents, {counts['train'] + counts['val']:,} "
+                      f"tokens, eta {(n_docs - done) / rate:.0f}s", end='', flush=True)
+        print()
+        for s in files:
+            files[s].close()
+            os.replace(tmp[s], out_dir / f'{s}.bin')
+    finally:
+        for s in files:
+            files[s].close()
+            if tmp[s].exists():
+                tmp[s].unlink()
+    write_json_atomic(out_dir / 'meta.json', dict(vocab_size=enc.n_vocab, tokenizer='gpt2',
+                                                  eot_token=enc.eot_token))
+    print(f"wrote {out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens")
 
 
 # =============================================================================

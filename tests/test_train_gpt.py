@@ -1,0 +1,220 @@
+import json
+import math
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import prepare_data
+import run_io
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ['--dataset=shakespeare_char', '--device=cpu', '--n_layer=2', '--n_head=2', '--n_embd=32',
+        '--block_size=32', '--batch_size=4', '--gradient_accumulation_steps=2', '--eval_iters=4',
+        '--vocab_multiple=1', '--warmup_iters=5']
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # tiny models: one thread is faster, above all on a busy CPU
+TIMING = ('ms_per_iter', 'tokens_per_s', 'mfu')
+TRAIN_KEYS = {'iter', 'lr', 'wd', 'tokens', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'clipped',
+              'ms_per_iter', 'tokens_per_s'}
+EVAL_KEYS = {'iter', 'lr', 'wd', 'tokens', 'eval', 'train_loss', 'val_loss', 'train_loss_ema', 'val_loss_ema',
+             'adam_elr', 'angular_update', 'angular_update_eq', 'weight_norm', 'decayed_norm', 'diverged'}
+_cache = {}
+
+
+@pytest.fixture
+def char_data(shared_data, tmp_path_factory):
+    """data/shakespeare_char prepared once from the real text, in a temporary folder."""
+    if 'data' not in _cache:
+        out = tmp_path_factory.mktemp('data') / 'shakespeare_char'
+        out.mkdir()
+        prepare_data.prepare_shakespeare_char(shared_data / 'tinyshakespeare' / 'input.txt', out)
+        _cache['data'] = out
+    return _cache['data']
+
+
+def train(data, out_dir, *args, launcher=(sys.executable,)):
+    return subprocess.run([*launcher, str(ROOT / 'train_gpt.py'), *TINY, f'--data_dir={data}',
+                           f'--out_dir={out_dir}', *args], cwd=ROOT, capture_output=True, text=True, env=ENV)
+
+
+def ok(out):
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out
+
+
+def log_without_timing(run):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in run_io.read_log(Path(run) / 'log.jsonl')]
+
+
+@pytest.fixture
+def short_run(char_data, tmp_path_factory):
+    """A 150-iteration run of a tiny GPT on tiny Shakespeare (shared by the tests that read it)."""
+    if 'run' not in _cache:
+        run = tmp_path_factory.mktemp('runs') / 'short'
+        ok(train(char_data, run, '--max_iters=150', '--eval_interval=50', '--log_interval=25',
+                 '--learning_rate=3e-3', '--min_lr=3e-4', '--weight_decay=0.1'))
+        _cache['run'] = run
+    return _cache['run']
+
+
+def test_a_short_run_on_tiny_shakespeare_lowers_the_validation_loss(short_run):
+    log = run_io.read_log(short_run / 'log.jsonl')
+    evals = [r for r in log if r.get('eval')]
+    assert [r['iter'] for r in evals] == [0, 50, 100, 150]
+    assert abs(evals[0]['val_loss'] - math.log(65)) < 0.1  # the untrained model is uniform
+    assert evals[-1]['val_loss'] < evals[0]['val_loss'] - 1.0
+    assert evals[-1]['val_loss_ema'] < evals[0]['val_loss_ema'] - 0.5
+    assert all(r['diverged'] is False for r in evals)
+
+
+def test_log_lines_carry_the_design_metric_names(short_run):
+    log = run_io.read_log(short_run / 'log.jsonl')
+    train_lines = [r for r in log if not r.get('eval')]
+    assert [r['iter'] for r in train_lines] == [25, 50, 75, 100, 125, 150]
+    assert all(set(r) == TRAIN_KEYS for r in train_lines)
+    assert all(set(r) == EVAL_KEYS for r in log if r.get('eval'))
+    last = [r for r in log if r.get('eval')][-1]
+    assert last['tokens'] == 150 * 2 * 4 * 32 and last['wd'] == 0.1
+    assert 0 < last['angular_update'] < 1 and 0 < last['angular_update_eq'] < 1 and last['adam_elr'] > 0
+    assert 0 < last['decayed_norm'] < last['weight_norm']  # LayerNorm gains are not decayed
+    assert train_lines[0]['clipped'] <= train_lines[-1]['clipped'] <= 150
+    config = json.loads((short_run / 'config.json').read_text())
+    assert config['weight_decay'] == 0.1 and config['dtype'] == 'float32' and config['out_dir'] == str(short_run)
+
+
+def test_checkpoint_has_plain_parameter_names_and_sample_prints_text(short_run):
+    ckpt = run_io.load_checkpoint(short_run / 'ckpt.pt')
+    assert ckpt['iter'] == 150 and set(ckpt['model']) == set(ckpt['ema'])
+    assert 'transformer.wte.weight' in ckpt['model']
+    assert not any(k.startswith(('_orig_mod.', 'module.')) for k in ckpt['model'])
+    out = ok(subprocess.run([sys.executable, str(ROOT / 'sample.py'), f'--out_dir={short_run}',
+                             '--num_samples=1', '--max_new_tokens=200', '--start=ROMEO:'],
+                            cwd=ROOT, capture_output=True, text=True, env=ENV))
+    text = out.stdout.split('---------------')[0]
+    assert text.startswith('ROMEO:') and len(text.strip()) >= 150
+    assert sum(c.isalpha() or c.isspace() for c in text) > 0.8 * len(text)  # letters, not noise
+
+
+def test_finetuning_from_a_checkpoint_is_one_override(char_data, short_run, tmp_path):
+    ft = tmp_path / 'ft'
+    ok(train(char_data, ft, f'--init_from={short_run / "ckpt.pt"}', '--learning_rate=1e-5',
+             '--decay_lr=False', '--warmup_iters=0', '--max_iters=20', '--eval_interval=10',
+             '--log_interval=10'))
+    parent_last = [r for r in run_io.read_log(short_run / 'log.jsonl') if r.get('eval')][-1]
+    log = run_io.read_log(ft / 'log.jsonl')
+    first = log[0]
+    assert first['iter'] == 0 and first['eval']
+    # the same weights on the same eval batches: the fine-tuning run starts where its parent ended
+    assert first['val_loss'] == parent_last['val_loss']
+    assert first['val_loss_ema'] == parent_last['val_loss_ema']
+    assert all(r['lr'] == 1e-5 for r in log) and log[-1]['iter'] == 20
+    assert abs(log[-1]['val_loss'] - first['val_loss']) < 0.05  # a tiny LR moves the loss a little
+
+
+def test_resume_continues_exactly(char_data, tmp_path):
+    args = ['--eval_interval=10', '--log_interval=4', '--dropout=0.1', '--lr_decay_iters=30',
+            '--weight_decay=0.1', '--learning_rate=2e-3']
+    ok(train(char_data, tmp_path / 'a', '--max_iters=30', *args))
+    ok(train(char_data, tmp_path / 'b', '--max_iters=10', *args))
+    ok(train(char_data, tmp_path / 'b', '--max_iters=30', '--init_from=resume', *args))
+    a, b = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in 'ab')
+    for part in ('model', 'ema'):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+    state_a, state_b = a['optimizer']['state'], b['optimizer']['state']
+    assert all(torch.equal(state_a[i]['exp_avg_sq'], state_b[i]['exp_avg_sq']) for i in state_a)
+    # the log has no line twice, and every number but the timings is identical
+    assert log_without_timing(tmp_path / 'a') == log_without_timing(tmp_path / 'b')
+
+
+@pytest.mark.slow
+def test_two_process_ddp_gives_the_same_update_as_one_process(char_data, tmp_path):
+    args = ['--max_iters=6', '--eval_interval=6', '--log_interval=3', '--weight_decay=0.1',
+            '--gradient_accumulation_steps=4']
+    ok(train(char_data, tmp_path / 'one', *args))
+    ok(train(char_data, tmp_path / 'two', *args, launcher=(sys.executable, '-m', 'torch.distributed.run',
+                                                           '--standalone', '--nproc_per_node=2')))
+    one, two = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt')['model'] for r in ('one', 'two'))
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], rtol=0, atol=1e-6)
+    log_one, log_two = log_without_timing(tmp_path / 'one'), log_without_timing(tmp_path / 'two')
+    assert [r['iter'] for r in log_one] == [r['iter'] for r in log_two]
+    for r1, r2 in zip(log_one, log_two):
+        for k in ('loss', 'val_loss', 'grad_norm'):
+            if k in r1:
+                assert r1[k] == pytest.approx(r2[k], rel=1e-5)
+
+
+def test_a_non_finite_loss_is_logged_and_the_last_good_checkpoint_kept(char_data, tmp_path):
+    # an absurd LR makes the weights overflow within two steps: a real divergence, no test hook
+    out = train(char_data, tmp_path / 'run', '--learning_rate=1e30', '--decay_lr=False', '--warmup_iters=0',
+                '--max_iters=50', '--eval_interval=10', '--log_interval=5')
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert out.stderr.strip().startswith('diverged: the loss is not finite at iteration ')
+    log = run_io.read_log(tmp_path / 'run' / 'log.jsonl')
+    assert log[-1]['diverged'] is True and log[-1]['loss'] is None and 1 <= log[-1]['iter'] <= 5
+    ckpt = run_io.load_checkpoint(tmp_path / 'run' / 'ckpt.pt')
+    assert ckpt['iter'] == 0 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
+
+
+def run_in_process(monkeypatch, capsys, args):
+    """Run train_gpt.py in this process (no interpreter start-up); return (exit status, stderr).
+    max_iters=1 first, so that a check that does not fire ends in a short run, not a long one."""
+    monkeypatch.setattr(sys, 'argv', ['train_gpt.py', '--max_iters=1', *args])
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(ROOT / 'train_gpt.py'), run_name='__main__')
+    return info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--batch_size=0'], 'batch_size must be at least 1'),
+    (['--learning_rate=-1'], 'learning_rate must be >= 0'),
+    (['--weight_decay=-0.1'], 'weight_decay must be >= 0'),
+    (['--beta2=1.0'], 'beta2 must be in [0, 1)'),
+    (['--dtype=float8'], 'unknown dtype'),
+    (['--optimizer=lion'], 'unknown optimizer'),
+    (['--wd_mode=coupled'], 'unknown wd_mode'),
+    (['--device=tpu'], 'unknown device'),
+    (['--n_embd=33'], 'must be a multiple of n_head'),
+    (['--wd_params=nosuchlayer'], 'matches no parameter name'),
+    (['--init_from=resume'], 'cannot resume'),
+    (['--init_from=no/such/ckpt.pt'], 'init_from must be'),
+    (['--block_size=200000'], 'is not shorter than the data'),
+    (['--weight_decy=0.1'], "did you mean 'weight_decay'"),
+])
+def test_bad_config_exits_2_with_one_line(char_data, tmp_path, monkeypatch, capsys, args, message):
+    status, err = run_in_process(monkeypatch, capsys, [*TINY, f'--data_dir={char_data}',
+                                                       f'--out_dir={tmp_path / "run"}', *args])
+    assert status == 2 and err.startswith('error: ') and err.count('\n') == 1
+    assert message in err
+    assert not (tmp_path / 'run' / 'log.jsonl').exists()
+
+
+def test_missing_data_and_an_existing_run_are_clear_errors(char_data, tmp_path, monkeypatch, capsys):
+    status, err = run_in_process(monkeypatch, capsys, [*TINY, f'--data_dir={tmp_path / "none"}'])
+    assert status == 2 and 'python prepare_data.py shakespeare_char' in err and err.count('\n') == 1
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'log.jsonl').write_text('{"iter": 0}\n')
+    status, err = run_in_process(monkeypatch, capsys, [*TINY, f'--data_dir={char_data}',
+                                                       f'--out_dir={tmp_path / "run"}'])
+    assert status == 2 and 'already holds a run' in err
+    assert (tmp_path / 'run' / 'log.jsonl').read_text() == '{"iter": 0}\n'  # nothing lost
+
+
+def test_the_command_line_gives_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / 'train_gpt.py'), '--batch_size=0'], cwd=ROOT,
+                         capture_output=True, text=True, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+    assert out.returncode == 2 and out.stderr == 'error: batch_size must be at least 1, got 0\n'
+
+
+@pytest.mark.parametrize('config_file', sorted(p.name for p in (ROOT / 'config').glob('gpt_*.py')
+                                              if p.name != 'gpt_cpu_demo.py'))
+def test_every_paper_config_is_accepted(tmp_path, monkeypatch, capsys, config_file):
+    # accepted means it gets as far as looking for its data (openwebtext is not here)
+    status, err = run_in_process(monkeypatch, capsys, [f'config/{config_file}', '--device=cpu',
+                                                       f'--data_dir={tmp_path / "none"}'])
+    assert status == 2 and 'run: python prepare_data.py openwebtext' in err, err
