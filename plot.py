@@ -28,6 +28,7 @@ OPTIONS = dict(
     logy=False,
     smooth=1,  # moving average over this many logged points
     out='plot.png',
+    figure='',  # a preset laying out one of the paper's figures: see FIGURES
 )
 # config keys never shown in a legend: they do not change what is learned
 IGNORED_KEYS = {'out_dir', 'device', 'compile', 'log_interval', 'eval_interval', 'eval_every',
@@ -92,6 +93,8 @@ def series(run, x, y, smooth=1):
            if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))
            and math.isfinite(r[y])]
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    if y.endswith('_err') or '_err_' in y:
+        ys = [100 * v for v in ys]  # errors are fractions in the log, percent on the figure
     if smooth > 1 and ys:
         ys = [sum(ys[max(0, i - smooth + 1):i + 1]) / (i + 1 - max(0, i - smooth + 1))
               for i in range(len(ys))]
@@ -106,18 +109,28 @@ def divergence_point(run, x):
     return None
 
 
+def colors_and_labels(labels):
+    """One color per distinct label; repeated labels (seeds of one setting) share it, named once."""
+    palette = {}
+    colors = [palette.setdefault(label, f"C{len(palette) % 10}") for label in labels]
+    shown = [label if labels.index(label) == i else '_nolegend_' for i, label in enumerate(labels)]
+    return colors, shown
+
+
 def draw_metric(ax, runs, labels, x, y, smooth=1, logy=False, with_ema=True):
-    """One panel: metric y of every run, its EMA dashed; returns whether anything was drawn."""
+    """One panel: metric y of every run, its EMA dashed; runs with the same label (seeds) share a
+    color. Returns whether anything was drawn."""
     drawn = False
-    for i, (run, label) in enumerate(zip(runs, labels)):
-        color = f"C{i % 10}"
+    colors, labels = colors_and_labels(labels)
+    for run, label, color in zip(runs, labels, colors):
         xs, ys = series(run, x, y, smooth)
         if xs:
             ax.plot(xs, ys, color=color, label=label)
             drawn = True
         xe, ye = series(run, x, y + '_ema', smooth) if with_ema else ([], [])
         if xe:
-            ax.plot(xe, ye, color=color, linestyle='--', label=f"{label} (EMA)")
+            ax.plot(xe, ye, color=color, linestyle='--',
+                    label=f"{label} (EMA)" if label != '_nolegend_' else label)
             drawn = True
         xd = divergence_point(run, x)
         if xd is not None and xs:
@@ -162,6 +175,187 @@ def plot_runs(runs, x, ys, smooth=1, logy=False):
     return fig
 
 
+# -----------------------------------------------------------------------------
+# the paper's figures: each preset picks its metrics and lays out the panels
+
+def lr_of(run):
+    return run['config'].get('learning_rate', run['config'].get('lr'))
+
+
+def wd_label(run):
+    return f"wd={run['config'].get('weight_decay', 0)}"
+
+
+def new_figure(ncols, nrows=1, width=5.0, height=3.8):
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                        layout='constrained')
+
+
+def last_value(run, y):
+    """The last finite logged value of y, or None."""
+    vals = [r[y] for r in run['records'] if isinstance(r.get(y), (int, float)) and math.isfinite(r[y])]
+    return vals[-1] if vals else None
+
+
+def figure_vision_grid(runs, smooth):
+    """Figure 1: test error and train cross-entropy over epochs; columns large / small LR,
+    one line per weight decay, the EMA dashed, the LR drop marked."""
+    lrs = sorted({lr_of(r) for r in runs}, reverse=True)
+    fig, axes = new_figure(len(lrs), 2)
+    for col, lr in enumerate(lrs):
+        group = sorted([r for r in runs if lr_of(r) == lr], key=lambda r: -r['config'].get('weight_decay', 0))
+        labels = [wd_label(r) for r in group]
+        for row, y in enumerate(('test_err', 'train_loss')):
+            ax = axes[row, col]
+            draw_metric(ax, group, labels, 'epoch', y, smooth, logy=(y == 'train_loss'))
+            cfg = group[0]['config']
+            if cfg.get('first_decay', 1) < 1:
+                ax.axvline(cfg['first_decay'] * cfg['epochs'], color='gray', linestyle=':', linewidth=1)
+            kind = ('large LR' if lr == lrs[0] else 'small LR') if len(lrs) == 2 else ''
+            ax.set_title(f"lr={lr}" + (f" ({kind})" if kind else ''))
+        axes[0, col].legend(fontsize='small')
+    return fig
+
+
+def figure_weight_norm(runs, smooth):
+    """Weight norm, effective LR and test error of iterate and EMA over epochs (Section 2.2)."""
+    labels = legend_labels(runs)
+    fig, axes = new_figure(3)
+    draw_metric(axes[0, 0], runs, labels, 'epoch', 'weight_norm', smooth, with_ema=False)
+    draw_metric(axes[0, 1], runs, labels, 'epoch', 'eff_lr', smooth, logy=True)
+    draw_metric(axes[0, 2], runs, labels, 'epoch', 'test_err', smooth)
+    axes[0, 2].legend(fontsize='small')
+    return fig
+
+
+def figure_sphere(runs, smooth):
+    """Figure 2: projected SGD on a sphere. Training loss over epochs per LR, then against the LR
+    (log axis): the level the loss stabilises at, the fine-tuned test error, the Hessian trace."""
+    runs = sorted(runs, key=lr_of)
+    labels = [f"lr={lr_of(r)}" for r in runs]
+    fig, axes = new_figure(4, width=4.4)
+    draw_metric(axes[0, 0], runs, labels, 'epoch', 'loss', smooth, logy=True, with_ema=False)
+    axes[0, 0].legend(fontsize='small')
+    lrs = [lr_of(r) for r in runs]
+    for ax, y, label in ((axes[0, 1], 'loss', 'training loss, last fifth of the run'),
+                         (axes[0, 2], 'flow_test_err', 'test error after fine-tuning (%)'),
+                         (axes[0, 3], 'flow_trace_hessian', 'Hessian trace after fine-tuning')):
+        points = []
+        for lr, run in zip(lrs, runs):
+            if y == 'loss':  # the stabilised level: mean over the last fifth of the epochs
+                vals = series(run, 'epoch', 'loss')[1]
+                tail = vals[-max(1, len(vals) // 5):]
+                value = sum(tail) / len(tail) if tail else None
+            else:
+                value = last_value(run, y)
+                value = 100 * value if value is not None and y.endswith('_err') else value
+            if value is not None:
+                points.append((lr, value))
+        if points:
+            ax.plot(*zip(*points), marker='o')
+        else:
+            ax.text(0.5, 0.5, f"no '{y}' logged", ha='center', va='center', transform=ax.transAxes)
+        ax.set_xscale('log')
+        ax.set_xlabel('learning rate')
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def figure_llm_cosine(runs, smooth):
+    """Figure 3 left: train loss for each weight decay, the last quarter enlarged, and the
+    validation loss there."""
+    runs = sorted(runs, key=lambda r: r['config'].get('weight_decay', 0))
+    labels = [wd_label(r) for r in runs]
+    fig, axes = new_figure(3)
+    draw_metric(axes[0, 0], runs, labels, 'iter', 'train_loss', smooth, with_ema=False)
+    axes[0, 0].legend(fontsize='small')
+    end = max(r['config'].get('max_iters', 0) for r in runs) or max(
+        r.get('iter', 0) for run in runs for r in run['records'])
+    for ax, y in ((axes[0, 1], 'train_loss'), (axes[0, 2], 'val_loss')):
+        draw_metric(ax, runs, labels, 'iter', y, smooth, with_ema=False)
+        zoom(ax, 0.75 * end, end)
+        ax.set_title('last quarter of training')
+    return fig
+
+
+def zoom(ax, x0, x1):
+    """Limit a panel to x0..x1 and fit the y range to the lines drawn there."""
+    ys = [y for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata()) if x0 <= x <= x1]
+    ax.set_xlim(x0, x1)
+    if ys:
+        pad = 0.05 * (max(ys) - min(ys) or 1e-3)
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+
+
+def parent_iter(run):
+    """For a fine-tuning run (init_from=out/PARENT/ckpt.pt): the parent's last logged iteration."""
+    init = run['config'].get('init_from', 'scratch')
+    if init in ('scratch', 'resume'):
+        return None
+    records = read_log(Path(init).parent / 'log.jsonl')
+    return max((r['iter'] for r in records if 'iter' in r), default=None)
+
+
+def figure_llm_finetune(runs, smooth):
+    """Figure 3 right: constant-LR runs, each followed by its tiny-LR fine-tuning (drawn from the
+    parent's last iteration on); the fine-tuning enlarged on the right."""
+    offsets = [parent_iter(r) for r in runs]
+    labels = [f"{wd_label(r)}, " + ('fine-tuned at tiny LR' if off is not None else 'constant LR')
+              for r, off in zip(runs, offsets)]
+    colors, _ = colors_and_labels([wd_label(r) for r in runs])  # a run and its fine-tuning share a color
+    _, shown = colors_and_labels(labels)
+    fig, axes = new_figure(2)
+    for run, offset, color, label in zip(runs, offsets, colors, shown):
+        xs, ys = series(run, 'iter', 'train_loss', smooth)
+        xs = [x + (offset or 0) for x in xs]
+        for ax in axes.flat:
+            ax.plot(xs, ys, color=color, linestyle='--' if offset is not None else '-', label=label)
+    for ax in axes.flat:
+        ax.set_xlabel(X_LABELS['iter'])
+        ax.set_ylabel(LABELS['train_loss'])
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize='small')
+    starts = [o for o in offsets if o is not None]
+    if starts:
+        end = max(x for line in axes[0, 1].get_lines() for x in line.get_xdata())
+        zoom(axes[0, 1], min(starts) - 0.1 * (end - min(starts)), end)
+        axes[0, 1].set_title('the fine-tuning, enlarged')
+    return fig
+
+
+def figure_bf16(runs, smooth):
+    """Figure 4: training loss in bfloat16 with and without weight decay (and float32); a cross
+    marks a divergence."""
+    labels = [f"{r['config'].get('dtype', '?')}, {wd_label(r)}" for r in runs]
+    fig, axes = new_figure(1, width=6.5)
+    draw_metric(axes[0, 0], runs, labels, 'iter', 'loss', smooth, with_ema=False)
+    axes[0, 0].legend(fontsize='small')
+    return fig
+
+
+def figure_effective_lr(runs, smooth):
+    """Section 3: Adam's effective LR, the weight norm, and the angular update against its
+    rotational-equilibrium prediction (dotted)."""
+    labels = legend_labels(runs)
+    fig, axes = new_figure(3)
+    draw_metric(axes[0, 0], runs, labels, 'iter', 'adam_elr', smooth, logy=True, with_ema=False)
+    draw_metric(axes[0, 1], runs, labels, 'iter', 'decayed_norm', smooth, with_ema=False)
+    draw_metric(axes[0, 2], runs, labels, 'iter', 'angular_update', smooth, logy=True, with_ema=False)
+    colors, shown = colors_and_labels(labels)
+    for run, color, label in zip(runs, colors, shown):
+        xs, ys = series(run, 'iter', 'angular_update_eq')
+        axes[0, 2].plot(xs, ys, color=color, linestyle=':',
+                        label=f"{label} (equilibrium)" if label != '_nolegend_' else label)
+    axes[0, 2].legend(fontsize='small')
+    return fig
+
+
+FIGURES = {'vision_grid': figure_vision_grid, 'weight_norm': figure_weight_norm,
+           'sphere': figure_sphere, 'llm_cosine': figure_llm_cosine,
+           'llm_finetune': figure_llm_finetune, 'bf16': figure_bf16, 'effective_lr': figure_effective_lr}
+
+
 def main(argv):
     if any(a in ('-h', '--help') for a in argv):
         print(__doc__.strip() + '\n\noptions: ' + ', '.join(f"--{k}={v!r}" for k, v in OPTIONS.items()))
@@ -175,11 +369,16 @@ def main(argv):
         raise PlotError("no run folders given: python plot.py out/RUN_A out/RUN_B ... [--out=FILE.png]")
     if opts['smooth'] < 1:
         raise PlotError(f"--smooth must be >= 1, got {opts['smooth']}")
+    if opts['figure'] and opts['figure'] not in FIGURES:
+        raise PlotError(f"unknown figure {opts['figure']!r}: expected one of {', '.join(FIGURES)}")
     runs = load_runs(paths)
-    x, ys = default_axes(runs)
-    x = opts['x'] or x
-    ys = [y for y in opts['y'].split(',') if y] or ys
-    fig = plot_runs(runs, x, ys, opts['smooth'], opts['logy'])
+    if opts['figure']:
+        fig = FIGURES[opts['figure']](runs, opts['smooth'])
+    else:
+        x, ys = default_axes(runs)
+        x = opts['x'] or x
+        ys = [y for y in opts['y'].split(',') if y] or ys
+        fig = plot_runs(runs, x, ys, opts['smooth'], opts['logy'])
     out = Path(opts['out'])
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -63,3 +63,91 @@ def test_a_torn_last_line_of_a_running_log_is_ignored(tmp_path):
     out = run_plot(str(run), '--y=loss', f'--out={tmp_path}/f.png')
     assert out.returncode == 0, out.stderr
     assert (tmp_path / 'f.png').stat().st_size > 0
+
+
+# -----------------------------------------------------------------------------
+# the presets, on logs written by short real runs of both training scripts
+
+GPT_TINY = ['--dataset=shakespeare_char', '--device=cpu', '--n_layer=1', '--n_head=2', '--n_embd=16',
+            '--block_size=16', '--batch_size=4', '--gradient_accumulation_steps=1', '--eval_iters=2',
+            '--vocab_multiple=1', '--warmup_iters=2', '--eval_interval=5', '--log_interval=5']
+RESNET_TINY = ['--width=4', '--n_train=100', '--batch_size=50', '--eval_batch_size=500', '--device=cpu',
+               '--compile=False', '--dtype=float32', '--epochs=4', '--eval_every=2', '--ema_coef=0.9']
+
+
+def train(script, *args):
+    env = {**__import__('os').environ, 'OMP_NUM_THREADS': '1'}
+    out = subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
+                         cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+@pytest.fixture(scope='module')
+def real_runs(tmp_path_factory):
+    from conftest import SHARED_DATA
+    import prepare_data
+    text, cifar = SHARED_DATA / 'tinyshakespeare' / 'input.txt', SHARED_DATA / 'cifar10_mini' / 'cifar-10-python.tar.gz'
+    if not (text.exists() and cifar.exists()):
+        pytest.skip(f"real-data fixtures not found in {SHARED_DATA}")
+    root = tmp_path_factory.mktemp('plot_runs')
+    for name in ('shakespeare_char', 'cifar10'):
+        (root / name).mkdir()
+    prepare_data.prepare_shakespeare_char(text, root / 'shakespeare_char')
+    prepare_data.prepare_cifar('cifar10', str(cifar), root / 'cifar10')
+    gpt = [*GPT_TINY, f'--data_dir={root}/shakespeare_char', '--max_iters=20']
+    for wd in (0.0, 0.5):
+        train('train_gpt.py', *gpt, f'--weight_decay={wd}', f'--out_dir={root}/gpt_wd{wd}')
+    train('train_gpt.py', *gpt, '--weight_decay=0.5', '--max_iters=10', '--learning_rate=1e-5', '--decay_lr=False',
+          '--warmup_iters=0', f'--init_from={root}/gpt_wd0.5/ckpt.pt', f'--out_dir={root}/gpt_wd0.5_ft')
+    vision = [*RESNET_TINY, f'--data_dir={root}', '--first_decay=0.5', '--lr_flow=1e-3']
+    for lr, wd in ((0.1, 0.05), (0.1, 0.0), (0.01, 0.0)):
+        train('train_resnet.py', *vision, f'--lr={lr}', f'--weight_decay={wd}', f'--out_dir={root}/resnet_lr{lr}_wd{wd}')
+    sphere = [*RESNET_TINY, f'--data_dir={root}', '--scale_inv=True', '--radius=1.0', '--weight_decay=0',
+              '--first_decay=1.0', '--flow_every=2', '--flow_epochs=1', '--hessian_every=2', '--hessian_n=20',
+              '--hessian_probes=2']
+    for lr in (0.003, 0.03):
+        train('train_resnet.py', *sphere, f'--lr={lr}', f'--out_dir={root}/sphere_lr{lr}')
+    return root
+
+
+def panels_with_lines(fig):
+    return [ax for ax in fig.axes if ax.get_visible() and ax.get_lines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('figure,runs,n_panels', [
+    ('llm_cosine', ['gpt_wd0.0', 'gpt_wd0.5'], 3),
+    ('llm_finetune', ['gpt_wd0.0', 'gpt_wd0.5', 'gpt_wd0.5_ft'], 2),
+    ('effective_lr', ['gpt_wd0.0', 'gpt_wd0.5'], 3),
+    ('bf16', ['gpt_wd0.0', 'gpt_wd0.5'], 1),
+    ('vision_grid', ['resnet_lr0.1_wd0.05', 'resnet_lr0.1_wd0.0', 'resnet_lr0.01_wd0.0'], 4),
+    ('weight_norm', ['resnet_lr0.1_wd0.05', 'resnet_lr0.1_wd0.0'], 3),
+    ('sphere', ['sphere_lr0.003', 'sphere_lr0.03'], 4),
+])
+def test_each_preset_draws_all_its_panels_from_real_runs(real_runs, figure, runs, n_panels):
+    fig = plot.FIGURES[figure](plot.load_runs([real_runs / r for r in runs]), 1)
+    assert len(panels_with_lines(fig)) == n_panels
+
+
+def test_finetune_preset_starts_the_finetuning_where_its_parent_ended(real_runs):
+    fig = plot.figure_llm_finetune(plot.load_runs([real_runs / 'gpt_wd0.5', real_runs / 'gpt_wd0.5_ft']), 1)
+    parent, child = fig.axes[0].get_lines()[:2]
+    assert child.get_linestyle() == '--' and min(child.get_xdata()) == max(parent.get_xdata()) == 20
+
+
+def test_vision_errors_are_drawn_in_percent_and_ema_dashed(real_runs):
+    run = plot.load_run(real_runs / 'resnet_lr0.1_wd0.05')
+    fig = plot.plot_runs([run], 'epoch', ['test_err'])
+    iterate, ema = fig.axes[0].get_lines()
+    logged = [100 * r['test_err'] for r in run['records'] if 'test_err' in r]
+    assert list(iterate.get_ydata()) == pytest.approx(logged) and ema.get_linestyle() == '--'
+
+
+@pytest.mark.slow
+def test_command_line_writes_the_figure(real_runs, tmp_path):
+    out = run_plot(str(real_runs / 'sphere_lr0.003'), str(real_runs / 'sphere_lr0.03'), '--figure=sphere',
+                   f'--out={tmp_path}/sphere.png')
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / 'sphere.png').read_bytes()[:4] == b'\x89PNG'
+    out = run_plot(str(real_runs / 'sphere_lr0.003'), '--figure=nope', f'--out={tmp_path}/x.png')
+    assert out.returncode == 2 and "unknown figure 'nope'" in out.stderr
