@@ -268,14 +268,15 @@ def figure_llm_cosine(runs, smooth):
     runs = sorted(runs, key=lambda r: r['config'].get('weight_decay', 0))
     labels = [wd_label(r) for r in runs]
     fig, axes = new_figure(3)
-    draw_metric(axes[0, 0], runs, labels, 'iter', 'train_loss', smooth, with_ema=False)
-    axes[0, 0].legend(fontsize='small')
     end = max(r['config'].get('max_iters', 0) for r in runs) or max(
         r.get('iter', 0) for run in runs for r in run['records'])
-    for ax, y in ((axes[0, 1], 'train_loss'), (axes[0, 2], 'val_loss')):
+    for ax, y, start, title in ((axes[0, 0], 'train_loss', 0.1, 'after the first 10% of training'),
+                                (axes[0, 1], 'train_loss', 0.75, 'last quarter of training'),
+                                (axes[0, 2], 'val_loss', 0.75, 'last quarter of training')):
         draw_metric(ax, runs, labels, 'iter', y, smooth, with_ema=False)
-        zoom(ax, 0.75 * end, end)
-        ax.set_title('last quarter of training')
+        zoom(ax, start * end, end)  # the first steps' drop would flatten everything else
+        ax.set_title(title)
+    axes[0, 0].legend(fontsize='small')
     return fig
 
 
