@@ -303,7 +303,8 @@ if checkpoint is not None:
     else:
         print0("optimizer or wd_params differ from the checkpoint's: fresh optimizer state")
     if init_from == 'resume':
-        scaler.load_state_dict(checkpoint['scaler'])
+        if checkpoint['scaler']:  # empty when the checkpoint was not float16
+            scaler.load_state_dict(checkpoint['scaler'])
         iter_num = start_iter = checkpoint['iter']
         clipped = checkpoint['clipped']
         pending_losses = list(checkpoint['pending_losses'].to(device))
