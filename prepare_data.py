@@ -365,7 +365,8 @@ def main(argv):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"cannot create {out_dir} ({e.strerror}); pass --out=DIR, a writable folder") from None
+        why = e.strerror
+        raise DataError(f"cannot create {out_dir} ({why}); pass --out=DIR, a writable folder") from None
     try:
         DATASETS[name](source, out_dir)
     except BaseException:  # failed or interrupted: remove what this run wrote (a checked download stays)

@@ -98,7 +98,8 @@ for key in ('beta1', 'beta2', 'ema_coef', 'dropout'):
 if n_embd % n_head:
     fail(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
 if max_iters > 0 and warmup_iters > max_iters:
-    fail(f"warmup_iters ({warmup_iters}) is longer than training (max_iters {max_iters}); lower --warmup_iters")
+    fail(f"warmup_iters ({warmup_iters}) is longer than training (max_iters {max_iters}); "
+         f"lower --warmup_iters")
 if decay_lr and lr_decay_iters and lr_decay_iters < warmup_iters:
     fail(f"lr_decay_iters ({lr_decay_iters}) ends before the warmup ({warmup_iters} iterations)")
 if decay_lr and min_lr > learning_rate:
@@ -165,8 +166,10 @@ n_tokens = {}
 for split in ('train', 'val'):  # every token id checked once (a minute for OpenWebText's 18 GB)
     path = data_path / f'{split}.bin'
     if os.path.getsize(path) % 2:
-        fail(f"{path} is truncated (an odd number of bytes); prepare it again: python prepare_data.py {dataset}")
-    tokens = np.memmap(path, dtype=np.uint16, mode='r') if os.path.getsize(path) else np.zeros(0, np.uint16)
+        fail(f"{path} is truncated (an odd number of bytes); prepare it again: "
+             f"python prepare_data.py {dataset}")
+    empty = os.path.getsize(path) == 0  # np.memmap cannot map an empty file
+    tokens = np.zeros(0, np.uint16) if empty else np.memmap(path, dtype=np.uint16, mode='r')
     for i in range(0, len(tokens), 1 << 26):
         if (top := int(tokens[i:i + (1 << 26)].max())) >= meta['vocab_size']:
             fail(f"{path} is corrupted: token id {top} near token {i:,} is outside the vocabulary of "
@@ -244,10 +247,11 @@ model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=bloc
                   vocab_size=vocab_size, dropout=dropout, bias=bias)
 if checkpoint is not None:  # the architecture comes from the checkpoint; dropout may change
     theirs = checkpoint['model_args']
-    clash = [k for k in ('n_layer', 'n_head', 'n_embd', 'bias') if k in overrides and theirs.get(k) != model_args[k]]
+    clash = [k for k in ('n_layer', 'n_head', 'n_embd', 'bias')
+             if k in overrides and theirs.get(k) != model_args[k]]
     if clash:  # an override that contradicts the checkpoint would be silently ignored
-        fail(f"the checkpoint has {', '.join(f'{k}={theirs.get(k)!r}' for k in clash)}, this run asks for "
-             f"{', '.join(f'{k}={model_args[k]!r}' for k in clash)}; drop the override(s)")
+        fail(f"the checkpoint has {', '.join(f'{k}={theirs.get(k)!r}' for k in clash)}, this run asks "
+             f"for {', '.join(f'{k}={model_args[k]!r}' for k in clash)}; drop the override(s)")
     model_args.update({k: v for k, v in theirs.items() if k != 'dropout'})
     if model_args['block_size'] != block_size:
         fail(f"block_size {block_size} differs from the checkpoint's {model_args['block_size']}")

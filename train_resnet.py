@@ -153,7 +153,8 @@ if why := run_io.unwritable(out_dir):
 # data: each split on the device once as uint8; batches are cut, augmented and normalised there
 
 data_path = (Path(data_dir) if data_dir else ROOT / 'data') / dataset
-if not all((data_path / f'{s}_{a}.npy').exists() for s in ('train', 'test') for a in ('images', 'labels')):
+arrays = [f'{s}_{a}.npy' for s in ('train', 'test') for a in ('images', 'labels')]
+if not all((data_path / a).exists() for a in arrays):
     fail(f"dataset {dataset} not found in {data_path}: run `python prepare_data.py {dataset}` "
          f"(or with --source=PATH to a local copy of the tarball)")
 
@@ -163,10 +164,13 @@ def load_split(split):  # uint8 (N, 3, 32, 32) and int64 labels, on the device
     try:
         images, labels = (np.load(data_path / f'{split}_{a}.npy') for a in ('images', 'labels'))
     except (OSError, ValueError, EOFError) as e:  # truncated or overwritten arrays
-        fail(f"{data_path}/{split}_*.npy is truncated or corrupted ({str(e).splitlines()[0][:100]}); {again}")
+        fail(f"{data_path}/{split}_*.npy is truncated or corrupted ({str(e).splitlines()[0][:100]}); "
+             f"{again}")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        fail(f"{data_path}/{split}_images.npy holds {images.dtype} {images.shape}, not uint8 (N, 32, 32, 3); {again}")
-    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in 'iu' or labels.min() < 0:
+        fail(f"{data_path}/{split}_images.npy holds {images.dtype} {images.shape}, not uint8 "
+             f"(N, 32, 32, 3); {again}")
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in 'iu' \
+            or (labels < 0).any():
         fail(f"{data_path}/{split}_labels.npy does not hold {len(images)} labels >= 0; {again}")
     images, labels = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
     return images.permute(0, 3, 1, 2).contiguous().to(device), labels.to(device)
@@ -263,10 +267,11 @@ print(f"weight-decay timescale 1/(lr*wd) = {tau:,.0f} iterations = {tau / iters_
 start_epoch = 0
 if init_from == 'resume':
     try:
-        ckpt = run_io.load_checkpoint(ckpt_path, 'cpu')  # RNG states must stay on the CPU; weights are copied over
+        ckpt = run_io.load_checkpoint(ckpt_path, 'cpu')  # RNG states must stay on the CPU
     except run_io.CheckpointError as e:
         fail(e)
-    if not {'model', 'optimizer', 'config', 'epoch', 'iter', 'rng'} <= ckpt.keys() or 'width' not in ckpt['config']:
+    needed = {'model', 'optimizer', 'config', 'epoch', 'iter', 'rng'}
+    if not (needed <= ckpt.keys() and 'width' in ckpt['config']):
         fail(f"{ckpt_path} is not a train_resnet.py checkpoint")
     old = ckpt['config']
     shaping = ('model', 'width', 'batch_norm', 'scale_inv', 'dataset', 'n_train', 'batch_size', 'wd_params')
