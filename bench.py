@@ -27,9 +27,28 @@ warmup = 3  # untimed steps first (allocation, lazy state)
 json = ''  # also write the figures to this file
 config, _ = configure(globals(), __doc__, sys.argv[2:] if sys.argv[1:2] == [part] else None)
 PARTS = ('optim', 'gpt', 'resnet')
-if part not in PARTS:
-    print(f"error: unknown part {part!r}: expected one of {', '.join(PARTS)}", file=sys.stderr)
+
+
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+if part not in PARTS:
+    fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
+if steps < 1 or warmup < 0:
+    fail(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+if device.split(':')[0] not in ('cpu', 'cuda', 'mps'):
+    fail(f"unknown device {device!r}: expected cpu, cuda, cuda:N or mps")
+if device.startswith('cuda') and not torch.cuda.is_available():
+    fail("device is cuda but PyTorch sees no CUDA GPU (try --device=cpu)")
+if device == 'mps' and not torch.backends.mps.is_available():
+    fail("device is mps but PyTorch sees no MPS device (try --device=cpu)")
+if json:  # found out now, not after minutes of timing
+    import os
+    folder = os.path.dirname(os.path.abspath(json))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"--json={json}: {folder} is not a writable folder")
 # -----------------------------------------------------------------------------
 
 
@@ -287,7 +306,11 @@ def bench_resnet():
 # =============================================================================
 
 
-results = {'optim': bench_optim, 'gpt': bench_gpt, 'resnet': bench_resnet}[part]()
+try:
+    results = {'optim': bench_optim, 'gpt': bench_gpt, 'resnet': bench_resnet}[part]()
+except KeyboardInterrupt:
+    print("\ninterrupted: nothing written", file=sys.stderr)
+    sys.exit(130)
 if json:
     with open(json, 'w') as f:
         jsonlib.dump(dict(part=part, device=device, steps=steps, **results), f, indent=1)

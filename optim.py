@@ -232,6 +232,33 @@ class EMA:
 
 
 # -----------------------------------------------------------------------------
+# float16 loss scaling
+
+class GradScaler(torch.amp.GradScaler):
+    """torch's GradScaler, counting the steps it skips. A float16 step whose gradients overflowed
+    is skipped and the scale halved: part of float16 training, not a divergence. `skipped` is
+    checkpointed with the scale. (get_scale syncs, but float16's scaler.step syncs anyway.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped = 0
+
+    def update(self, new_scale=None):
+        before = self.get_scale() if self.is_enabled() and new_scale is None else None
+        super().update(new_scale)
+        if before is not None and self.get_scale() < before:  # backed off: this step found inf/nan
+            self.skipped += 1
+
+    def state_dict(self):
+        state = super().state_dict()
+        return {**state, 'skipped': self.skipped} if state else state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.skipped = state_dict.get('skipped', 0) if self.is_enabled() else 0
+
+
+# -----------------------------------------------------------------------------
 # weight-decay diagnostics (cheap enough for every eval)
 
 @torch.no_grad()

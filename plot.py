@@ -11,6 +11,7 @@ empty or still being written is read up to its last complete line.
 """
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def load_run(path):
     try:
         config = json.loads((path / 'config.json').read_text())
     except (OSError, json.JSONDecodeError):
+        print(f"warning: {path}/config.json is missing or unreadable: its legend shows the folder name",
+              file=sys.stderr)
         config = {}
     return dict(name=path.name, config=config, records=read_log(path / 'log.jsonl'))
 
@@ -357,6 +360,20 @@ FIGURES = {'vision_grid': figure_vision_grid, 'weight_norm': figure_weight_norm,
            'llm_finetune': figure_llm_finetune, 'bf16': figure_bf16, 'effective_lr': figure_effective_lr}
 
 
+def check_output(out):
+    """Raise PlotError unless the figure can be written to out (a known format, a writable folder)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        raise PlotError(f"--out={out}: unknown image format {out.suffix or '(none)'!r}; use one of "
+                        f"{', '.join('.' + f for f in sorted(formats))}")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise PlotError(f"--out={out}: {folder} is not a writable folder")
+
+
 def main(argv):
     if any(a in ('-h', '--help') for a in argv):
         print(__doc__.strip() + '\n\noptions: ' + ', '.join(f"--{k}={v!r}" for k, v in OPTIONS.items()))
@@ -372,6 +389,7 @@ def main(argv):
         raise PlotError(f"--smooth must be >= 1, got {opts['smooth']}")
     if opts['figure'] and opts['figure'] not in FIGURES:
         raise PlotError(f"unknown figure {opts['figure']!r}: expected one of {', '.join(FIGURES)}")
+    check_output(Path(opts['out']))
     runs = load_runs(paths)
     if opts['figure']:
         fig = FIGURES[opts['figure']](runs, opts['smooth'])
@@ -393,3 +411,9 @@ if __name__ == '__main__':
     except PlotError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # met while writing (disk full, ...): a fault, not bad input
+        print(f"error: cannot write {e.filename or 'the figure'}: {e.strerror}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

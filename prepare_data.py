@@ -10,7 +10,8 @@ Prepare a dataset under data/NAME/, from the network or from a local copy.
 Text datasets become data/NAME/{train,val}.bin (uint16 token ids) and meta.json; CIFAR
 becomes uint8 images (N, 32, 32, 3) and int64 labels. Downloads are checked and written
 under a temporary name, then renamed, so an interrupted run never leaves a half file that
-looks complete. Exit status: 0 done, 2 bad input, 1 a fault met while working (no network).
+looks complete; if preparing fails or is interrupted, the files it wrote are removed again.
+Exit status: 0 done, 2 bad input, 1 a fault met while working (no network), 130 interrupted.
 """
 import hashlib
 import os
@@ -21,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+DOWNLOADED = set()  # archives fetched and checked: kept even when preparing them fails later
 
 
 class DataError(Exception):
@@ -55,6 +57,7 @@ def download(url, dest, size=None, md5=None, sha256=None, what=None):
     dest = Path(dest)
     if dest.exists():
         check_file(dest, size, md5, sha256)
+        DOWNLOADED.add(dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + '.part')
@@ -72,6 +75,7 @@ def download(url, dest, size=None, md5=None, sha256=None, what=None):
         print()
         check_file(tmp, size, md5, sha256)
         os.replace(tmp, dest)
+        DOWNLOADED.add(dest)
     except (urllib.error.URLError, OSError) as e:
         raise DataError(f"cannot download {url} ({getattr(e, 'reason', e)}); download "
                         f"{what or 'it'} yourself and pass --source=PATH", status=1) from None
@@ -122,7 +126,11 @@ def shakespeare_text(source, out_dir):
                           sha256=SHAKESPEARE_SHA256, what=f"tiny Shakespeare ({SHAKESPEARE_URL})")
     if Path(source).is_dir():
         raise DataError(f"--source {source} is a folder; pass the text file (input.txt)")
-    return Path(source).read_text(encoding='utf-8')
+    try:
+        return Path(source).read_text(encoding='utf-8')
+    except UnicodeDecodeError as e:
+        raise DataError(f"--source {source} is not UTF-8 text (byte {e.start:,}); pass the text file "
+                        f"(input.txt)") from None
 
 
 def gpt2_encoding():
@@ -256,17 +264,23 @@ def read_cifar_tarball(path, spec):
     import tarfile
 
     import numpy as np
+    import zlib
+    broken = (tarfile.TarError, OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError)
     try:
         tar = tarfile.open(path, 'r:gz')
-    except (tarfile.TarError, OSError) as e:
-        raise DataError(f"{path} is not a readable .tar.gz archive ({e})") from None
-    with tar:
         members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-
+    except broken as e:
+        raise DataError(f"{path} is not a readable .tar.gz archive ({e or type(e).__name__}): "
+                        f"truncated or corrupted; download it again") from None
+    with tar:
         def load(name):
             if name not in members:
                 raise DataError(f"{path} has no file {name!r}: not the python version of CIFAR")
-            return pickle.load(tar.extractfile(members[name]), encoding='bytes')
+            try:
+                return pickle.load(tar.extractfile(members[name]), encoding='bytes')
+            except broken as e:
+                raise DataError(f"{path}: {name} cannot be read ({e or type(e).__name__}): the archive "
+                                f"is truncated or corrupted; download it again") from None
         out = {'classes': [c.decode() for c in load(spec['meta'])[spec['names']]]}
         for split in ('train', 'test'):
             batches = [load(name) for name in spec[split]]
@@ -346,8 +360,22 @@ def main(argv):
     if source is not None and not Path(source).exists():
         raise DataError(f"--source {source} does not exist")
     out_dir = Path(options.get('out', ROOT / 'data')) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    DATASETS[name](source, out_dir)
+    existed = out_dir.is_dir()
+    before = {p: p.stat().st_mtime_ns for p in out_dir.iterdir()} if existed else {}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = e.strerror
+        raise DataError(f"cannot create {out_dir} ({why}); pass --out=DIR, a writable folder") from None
+    try:
+        DATASETS[name](source, out_dir)
+    except BaseException:  # failed or interrupted: remove what this run wrote (a checked download stays)
+        for p in out_dir.iterdir():
+            if p.is_file() and p not in DOWNLOADED and before.get(p) != p.stat().st_mtime_ns:
+                p.unlink()
+        if not existed and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     return 0
 
 
@@ -357,3 +385,10 @@ if __name__ == '__main__':
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.status)
+    except PermissionError as e:  # root-owned data/, a read-only disk
+        print(f"error: cannot write {e.filename} ({e.strerror}); pass --out=DIR, a writable folder",
+              file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the files this run had written are removed", file=sys.stderr)
+        sys.exit(130)

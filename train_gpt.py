@@ -9,7 +9,8 @@ Train a GPT-2 language model with AdamW (or SGD), logging what weight decay does
     torchrun --standalone --nproc_per_node=8 train_gpt.py config/gpt_bf16.py
 
 Every run writes out/RUN/config.json, log.jsonl (one JSON object per line) and ckpt.pt.
-Exit status: 0 done, 1 the loss diverged (logged, last good checkpoint kept), 2 bad input.
+Exit status: 0 done, 1 a fault at run time (the loss diverged: logged, last good checkpoint
+kept), 2 bad input, 130 / 143 stopped by SIGINT / SIGTERM after checkpointing its last step.
 """
 import json
 import math
@@ -75,6 +76,8 @@ seed = 0
 config, overrides = configure(globals(), __doc__)
 # -----------------------------------------------------------------------------
 
+run_io.report_faults()  # a failed compile, a disk error, Ctrl-C before the loop: one line, no traceback
+
 
 def fail(message):
     print(f"error: {message}", file=sys.stderr)
@@ -94,6 +97,13 @@ for key in ('beta1', 'beta2', 'ema_coef', 'dropout'):
         fail(f"{key} must be in [0, 1), got {globals()[key]}")
 if n_embd % n_head:
     fail(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+if max_iters > 0 and warmup_iters > max_iters:
+    fail(f"warmup_iters ({warmup_iters}) is longer than training (max_iters {max_iters}); "
+         f"lower --warmup_iters")
+if decay_lr and lr_decay_iters and lr_decay_iters < warmup_iters:
+    fail(f"lr_decay_iters ({lr_decay_iters}) ends before the warmup ({warmup_iters} iterations)")
+if decay_lr and min_lr > learning_rate:
+    fail(f"min_lr ({min_lr}) is above learning_rate ({learning_rate}): the cosine would rise")
 choices = dict(optimizer=('adamw', 'sgd'), wd_mode=optim.WD_MODES,
                dtype=('auto', 'float32', 'bfloat16', 'float16'), compile=('auto', 'true', 'false'))
 compile = str(compile).lower()  # --compile=True arrives as the string 'True' (the default is a str)
@@ -107,8 +117,14 @@ if device_type not in ('cpu', 'cuda', 'mps'):
     fail(f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
 if device_type == 'cuda' and not torch.cuda.is_available():
     fail("device is cuda but PyTorch sees no CUDA GPU (try --device=cpu)")
+if device_type == 'mps' and not torch.backends.mps.is_available():
+    fail("device is mps but PyTorch sees no MPS device (try --device=cpu)")
 if dtype == 'auto':
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
+if dtype == 'bfloat16' and device_type == 'cuda' and not torch.cuda.is_bf16_supported():
+    fail("this GPU does not support bfloat16; use --dtype=float16 or float32")
+if compile == 'true' and (why := run_io.compile_unavailable(device_type)):
+    fail(f"{why}; run with --compile=False")
 if init_from not in ('scratch', 'resume') and not Path(init_from).is_file():
     fail(f"init_from must be 'scratch', 'resume' or an existing checkpoint file, got {init_from!r}")
 
@@ -128,8 +144,6 @@ if ddp:
     dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
 master = rank == 0  # the one process that evaluates, logs and saves
 print0 = print if master else (lambda *a, **k: None)
-if dtype == 'bfloat16' and device_type == 'cuda' and not torch.cuda.is_bf16_supported():
-    fail("this GPU does not support bfloat16; use --dtype=float16 or float32")
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type, dtype=ptdtype)
 torch.backends.cuda.matmul.allow_tf32 = True
@@ -137,12 +151,34 @@ torch.backends.cudnn.allow_tf32 = True
 
 data_path = Path(data_dir or os.path.join('data', dataset))
 if not all((data_path / f).is_file() for f in ('train.bin', 'val.bin', 'meta.json')):
+    if dataset not in ('shakespeare_char', 'shakespeare', 'openwebtext'):
+        fail(f"unknown dataset {dataset!r} ({data_path} has no train.bin, val.bin and meta.json): "
+             f"prepare_data.py prepares shakespeare_char, shakespeare and openwebtext")
     fail(f"{data_path} has no train.bin, val.bin and meta.json; run: python prepare_data.py {dataset}")
-with open(data_path / 'meta.json') as f:
-    meta = json.load(f)
-n_tokens = {s: os.path.getsize(data_path / f'{s}.bin') // 2 for s in ('train', 'val')}
-if min(n_tokens.values()) <= block_size:
-    fail(f"block_size {block_size} is not shorter than the data ({n_tokens} tokens)")
+try:
+    with open(data_path / 'meta.json') as f:
+        meta = json.load(f)
+    assert isinstance(meta, dict) and isinstance(meta['vocab_size'], int) and meta['vocab_size'] > 0
+except (OSError, ValueError, KeyError, AssertionError):
+    fail(f"{data_path / 'meta.json'} is unreadable or has no vocab_size; prepare the data again: "
+         f"python prepare_data.py {dataset}")
+n_tokens = {}
+for split in ('train', 'val'):  # every token id checked once (a minute for OpenWebText's 18 GB)
+    path = data_path / f'{split}.bin'
+    if os.path.getsize(path) % 2:
+        fail(f"{path} is truncated (an odd number of bytes); prepare it again: "
+             f"python prepare_data.py {dataset}")
+    empty = os.path.getsize(path) == 0  # np.memmap cannot map an empty file
+    tokens = np.zeros(0, np.uint16) if empty else np.memmap(path, dtype=np.uint16, mode='r')
+    for i in range(0, len(tokens), 1 << 26):
+        if (top := int(tokens[i:i + (1 << 26)].max())) >= meta['vocab_size']:
+            fail(f"{path} is corrupted: token id {top} near token {i:,} is outside the vocabulary of "
+                 f"{meta['vocab_size']}; prepare it again: python prepare_data.py {dataset}")
+    n_tokens[split] = len(tokens)
+    if n_tokens[split] <= block_size:
+        fail(f"{path} holds {n_tokens[split]:,} tokens, not more than one block of {block_size}; "
+             f"lower --block_size or prepare more data")
+    del tokens
 
 if not out_dir:  # a fine-tuning run is named after the run it starts from
     prefix = 'gpt' if init_from in ('scratch', 'resume') else f"{Path(init_from).parent.name}_ft"
@@ -150,17 +186,23 @@ if not out_dir:  # a fine-tuning run is named after the run it starts from
         'out_dir', 'init_from', 'device', 'compile', 'eval_interval', 'log_interval', 'data_dir')))
 ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
 if init_from == 'resume' and not ckpt_path.is_file():
+    if log_path.exists():
+        fail(f"cannot resume: {out_dir} was stopped before its first checkpoint; delete the folder "
+             f"and start again")
     fail(f"cannot resume: {ckpt_path} does not exist (pass the run's folder as --out_dir)")
 if init_from != 'resume' and (ckpt_path.exists() or log_path.exists()):
     fail(f"{out_dir} already holds a run; continue it with --init_from=resume, or pick another --out_dir")
+if why := run_io.unwritable(out_dir):
+    fail(f"cannot write the run folder {out_dir}: {why}; pick another --out_dir")
 checkpoint = None
 if init_from != 'scratch':
-    # on the CPU: RNG states must stay there; load_state_dict moves the rest to the model's device
-    checkpoint = run_io.load_checkpoint(ckpt_path if init_from == 'resume' else init_from, 'cpu')
+    try:  # on the CPU: RNG states must stay there; load_state_dict moves the rest to the model's device
+        checkpoint = run_io.load_checkpoint(ckpt_path if init_from == 'resume' else init_from, 'cpu')
+    except run_io.CheckpointError as e:
+        fail(e)
+    if not {'model', 'model_args', 'config', 'iter'} <= checkpoint.keys():
+        fail(f"{ckpt_path if init_from == 'resume' else init_from} is not a train_gpt.py checkpoint")
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
-if master:
-    run_io.prepare_run_dir(out_dir, config)
-    print0(f"run folder {out_dir}; {world_size} process(es) on {device}, {dtype}")
 tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
 print0(f"tokens per iteration: {tokens_per_iter:,} ({gradient_accumulation_steps} x {batch_size} "
        f"sequences of {block_size})")
@@ -204,15 +246,25 @@ vocab_size = -(-meta['vocab_size'] // vocab_multiple) * vocab_multiple  # extra 
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
                   vocab_size=vocab_size, dropout=dropout, bias=bias)
 if checkpoint is not None:  # the architecture comes from the checkpoint; dropout may change
-    model_args.update({k: v for k, v in checkpoint['model_args'].items() if k != 'dropout'})
+    theirs = checkpoint['model_args']
+    clash = [k for k in ('n_layer', 'n_head', 'n_embd', 'bias')
+             if k in overrides and theirs.get(k) != model_args[k]]
+    if clash:  # an override that contradicts the checkpoint would be silently ignored
+        fail(f"the checkpoint has {', '.join(f'{k}={theirs.get(k)!r}' for k in clash)}, this run asks "
+             f"for {', '.join(f'{k}={model_args[k]!r}' for k in clash)}; drop the override(s)")
+    model_args.update({k: v for k, v in theirs.items() if k != 'dropout'})
     if model_args['block_size'] != block_size:
         fail(f"block_size {block_size} differs from the checkpoint's {model_args['block_size']}")
     if model_args['vocab_size'] < meta['vocab_size']:
         fail(f"the checkpoint's vocabulary ({model_args['vocab_size']}) is smaller than {data_path}'s")
-model = GPT(GPTConfig(**model_args))
-if checkpoint is not None:
-    model.load_state_dict({k.removeprefix('_orig_mod.').removeprefix('module.'): v
-                           for k, v in checkpoint['model'].items()})
+try:
+    model = GPT(GPTConfig(**model_args))
+    if checkpoint is not None:
+        model.load_state_dict({k.removeprefix('_orig_mod.').removeprefix('module.'): v
+                               for k, v in checkpoint['model'].items()})
+except (TypeError, RuntimeError) as e:  # a checkpoint whose tensors do not fit its own model_args
+    fail(f"the checkpoint's weights do not fit a GPT of {model_args} "
+         f"({str(e).strip().splitlines()[0][:160]})")
 model.to(device)
 torch.manual_seed(seed + rank)  # dropout masks differ between processes
 print0(f"GPT: {model.num_params():,} parameters, {n_layer} layers x {n_embd}, vocabulary {vocab_size:,}")
@@ -235,7 +287,7 @@ if weight_decay > 0:  # how long weight decay takes to forget the initialisation
     print0(f"weight decay acts over ~{optim.wd_timescale(learning_rate, weight_decay):,.0f} iterations "
            f"(1/(lr*wd)); this run has {max_iters:,}")
 decayed = optim.decayed_params(opt)
-scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))  # float16 needs loss scaling
+scaler = optim.GradScaler(device_type, enabled=(dtype == 'float16'))  # float16 needs loss scaling
 ema = optim.EMA(model, ema_coef)
 iter_num, start_iter, clipped, pending_losses = 0, 0, 0, []
 resumed = init_from == 'resume'
@@ -255,7 +307,8 @@ if checkpoint is not None:
     else:
         print0("optimizer or wd_params differ from the checkpoint's: fresh optimizer state")
     if init_from == 'resume':
-        scaler.load_state_dict(checkpoint['scaler'])
+        if checkpoint['scaler']:  # empty when the checkpoint was not float16
+            scaler.load_state_dict(checkpoint['scaler'])
         iter_num = start_iter = checkpoint['iter']
         clipped = checkpoint['clipped']
         pending_losses = list(checkpoint['pending_losses'].to(device))
@@ -270,6 +323,13 @@ if checkpoint is not None:
     else:
         print0(f"fine-tuning from {init_from} (iteration {checkpoint['iter']:,} of that run)")
     checkpoint = None  # free the memory
+
+if master:  # the run folder is written only once every check has passed
+    try:
+        run_io.prepare_run_dir(out_dir, config)
+    except OSError as e:
+        fail(f"cannot write the run folder {out_dir}: {e.strerror}; pick another --out_dir")
+    print0(f"run folder {out_dir}; {world_size} process(es) on {device}, {dtype}")
 
 lr_at = (lambda it: optim.cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters or max_iters)
          if decay_lr else optim.constant_lr(it, learning_rate, warmup_iters))
@@ -358,9 +418,23 @@ def diverge(bad_iter, logged=False):
     sys.exit(1)
 
 
+def save_checkpoint():
+    """Everything a resumed run needs to continue exactly (a collective under DDP)."""
+    global saved_iter
+    rngs = rng_states()
+    if master:
+        run_io.save_checkpoint(dict(
+            model=raw_model.state_dict(), optimizer=opt.state_dict(), ema=ema.state_dict(),
+            scaler=scaler.state_dict(), iter=iter_num, config=config, model_args=model_args,
+            clipped=clipped, pending_losses=torch.stack(pending_losses).cpu() if pending_losses
+            else torch.zeros(0), rng=rngs, sampler=batch_state), ckpt_path, log=log_path)
+    saved_iter = iter_num
+
+
 # -----------------------------------------------------------------------------
 # the loop
 
+stop, saved_iter = run_io.GracefulStop(), None  # SIGINT / SIGTERM finish the step, checkpoint, exit
 batch_state, X, Y = next_batch()
 angular_update, angular_lr = None, None
 t_start = t_log = time.time()
@@ -396,16 +470,20 @@ while True:
                   f"{angle} ===")
         if any_process(master and record['diverged']):
             diverge(iter_num, logged=True)
-        rngs = rng_states()
-        if master:
-            run_io.save_checkpoint(dict(
-                model=raw_model.state_dict(), optimizer=opt.state_dict(), ema=ema.state_dict(),
-                scaler=scaler.state_dict(), iter=iter_num, config=config, model_args=model_args,
-                clipped=clipped, pending_losses=torch.stack(pending_losses).cpu() if pending_losses
-                else torch.zeros(0), rng=rngs, sampler=batch_state), ckpt_path)
+        save_checkpoint()
         eval_time += time.time() - t0
     if iter_num >= max_iters:
         break
+    # SIGINT / SIGTERM: checkpoint here and stop (under DDP the processes agree at a log line)
+    stopping = stop.signum is not None
+    if ddp:
+        stopping = iter_num % log_interval == 0 and any_process(stopping)
+    if stopping:
+        if saved_iter != iter_num:
+            save_checkpoint()
+        if ddp:
+            dist.destroy_process_group()
+        stop.exit(f"checkpoint at iteration {iter_num:,} in {ckpt_path}" if master else None)
 
     # one iteration: accumulate gradients over the micro-steps, clip, step, average
     loss_iter = None
@@ -457,6 +535,8 @@ while True:
                           ms_per_iter=1e3 * dt, tokens_per_s=tokens_per_iter / dt)
             if peak_flops:
                 record['mfu'] = flops_per_iter / dt / (peak_flops * world_size)
+            if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total
+                record['skipped'] = scaler.skipped
             run_io.append_log(log_path, record)
             print(f"iter {iter_num:>6} | loss {record['loss']:.4f} | lr {lr:.2e}"
                   f" | |g| {record['grad_norm']:6.3f}"

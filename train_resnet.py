@@ -10,8 +10,10 @@ EMA of the iterates, the weight norm, the effective LR and optionally the trace 
     python train_resnet.py config/resnet_sphere_lr0.003.py             # Figure 2: projected SGD on a sphere
     python train_resnet.py config/resnet_cpu_demo.py --init_from=resume  # continue a run exactly
 
-Writes out/RUN/config.json, log.jsonl (one JSON object per epoch, plus eval lines) and ckpt.pt.
-Errors (train_err, test_err, ...) are fractions in [0, 1] in the log, percentages on the terminal.
+Writes out/RUN/config.json, log.jsonl (one JSON object per epoch, plus eval lines) and ckpt.pt
+(at every eval). Errors (train_err, test_err, ...) are fractions in [0, 1] in the log, percentages
+on the terminal. Exit status: 0 done, 1 a fault at run time (the loss diverged: logged, last good
+checkpoint kept), 2 bad input, 130 / 143 stopped by SIGINT / SIGTERM after checkpointing its epoch.
 """
 import copy
 import math
@@ -71,6 +73,7 @@ init_from = 'scratch'  # scratch | resume (continue out_dir's checkpoint exactly
 config, overrides = configure(globals(), __doc__)
 # -----------------------------------------------------------------------------
 
+run_io.report_faults()  # a failed compile, a disk error, Ctrl-C before the loop: one line, no traceback
 
 def fail(message):
     print(f"error: {message}", file=sys.stderr)
@@ -121,9 +124,13 @@ if device_type == 'mps' and not torch.backends.mps.is_available():
     fail("device 'mps' requested but MPS is not available; use --device=cpu")
 if dtype == 'auto':
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
+if dtype == 'bfloat16' and device_type == 'cuda' and not torch.cuda.is_bf16_supported():
+    fail("this GPU does not support bfloat16; use --dtype=float16 or float32")
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 autocast = torch.autocast(device_type, dtype=ptdtype, enabled=dtype != 'float32')
 use_compile = str(compile).lower() == 'true' or (str(compile).lower() == 'auto' and device_type == 'cuda')
+if str(compile).lower() == 'true' and (why := run_io.compile_unavailable(device_type)):
+    fail(f"{why}; run with --compile=False")
 memory_format = torch.channels_last if device_type == 'cuda' else torch.contiguous_format
 if device_type == 'cuda':
     torch.backends.cudnn.benchmark = True
@@ -132,23 +139,40 @@ ignore = ('device', 'dtype', 'compile', 'out_dir', 'data_dir', 'eval_every', 'ev
 out_dir = Path(out_dir) if out_dir else ROOT / 'out' / run_name('resnet', overrides, ignore=ignore)
 ckpt_path, log_path = out_dir / 'ckpt.pt', out_dir / 'log.jsonl'
 if init_from == 'resume' and not ckpt_path.exists():
+    if log_path.exists():
+        fail(f"no checkpoint to resume at {ckpt_path}: the run was stopped before its first eval; "
+             f"delete the folder and start again")
     fail(f"no checkpoint to resume at {ckpt_path}")
 if init_from == 'scratch' and (ckpt_path.exists() or log_path.exists()):
     fail(f"{out_dir} already holds a run: continue it with --init_from=resume, "
          f"or choose another --out_dir (or delete the folder)")
+if why := run_io.unwritable(out_dir):
+    fail(f"cannot write the run folder {out_dir}: {why}; choose another --out_dir")
 
 # -----------------------------------------------------------------------------
 # data: each split on the device once as uint8; batches are cut, augmented and normalised there
 
 data_path = (Path(data_dir) if data_dir else ROOT / 'data') / dataset
-if not (data_path / 'train_images.npy').exists():
+arrays = [f'{s}_{a}.npy' for s in ('train', 'test') for a in ('images', 'labels')]
+if not all((data_path / a).exists() for a in arrays):
     fail(f"dataset {dataset} not found in {data_path}: run `python prepare_data.py {dataset}` "
          f"(or with --source=PATH to a local copy of the tarball)")
 
 
 def load_split(split):  # uint8 (N, 3, 32, 32) and int64 labels, on the device
-    images = torch.from_numpy(np.load(data_path / f'{split}_images.npy'))
-    labels = torch.from_numpy(np.load(data_path / f'{split}_labels.npy'))
+    again = f"prepare it again: python prepare_data.py {dataset}"
+    try:
+        images, labels = (np.load(data_path / f'{split}_{a}.npy') for a in ('images', 'labels'))
+    except (OSError, ValueError, EOFError) as e:  # truncated or overwritten arrays
+        fail(f"{data_path}/{split}_*.npy is truncated or corrupted ({str(e).splitlines()[0][:100]}); "
+             f"{again}")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        fail(f"{data_path}/{split}_images.npy holds {images.dtype} {images.shape}, not uint8 "
+             f"(N, 32, 32, 3); {again}")
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in 'iu' \
+            or (labels < 0).any():
+        fail(f"{data_path}/{split}_labels.npy does not hold {len(images)} labels >= 0; {again}")
+    images, labels = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
     return images.permute(0, 3, 1, 2).contiguous().to(device), labels.to(device)
 
 
@@ -230,7 +254,7 @@ if radius > 0:
 
 groups, summary = optim.param_groups(raw_net, weight_decay, wd_params)
 optimizer = optim.SGD(groups, lr=lr, momentum=momentum, wd_mode=wd_mode)
-scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
+scaler = optim.GradScaler(device_type, enabled=dtype == 'float16')  # counts the steps it skips
 decayed = optim.decayed_params(optimizer)
 ema = optim.EMA(raw_net, ema_coef) if ema_coef > 0 else None
 gen = torch.Generator(device=device)  # shuffling and augmentation; saved in the checkpoint
@@ -242,16 +266,26 @@ print(f"weight-decay timescale 1/(lr*wd) = {tau:,.0f} iterations = {tau / iters_
 
 start_epoch = 0
 if init_from == 'resume':
-    ckpt = run_io.load_checkpoint(ckpt_path, 'cpu')  # RNG states must stay on the CPU; weights are copied over
+    try:
+        ckpt = run_io.load_checkpoint(ckpt_path, 'cpu')  # RNG states must stay on the CPU
+    except run_io.CheckpointError as e:
+        fail(e)
+    needed = {'model', 'optimizer', 'config', 'epoch', 'iter', 'rng'}
+    if not (needed <= ckpt.keys() and 'width' in ckpt['config']):
+        fail(f"{ckpt_path} is not a train_resnet.py checkpoint")
     old = ckpt['config']
     shaping = ('model', 'width', 'batch_norm', 'scale_inv', 'dataset', 'n_train', 'batch_size', 'wd_params')
     changed = [k for k in shaping if old.get(k) != config[k]]
     if changed:
         fail(f"cannot resume {ckpt_path} with a different {', '.join(changed)} "
              f"(it has {', '.join(f'{k}={old.get(k)!r}' for k in changed)})")
-    raw_net.load_state_dict(ckpt['model'])
-    optimizer.load_state_dict(ckpt['optimizer'])
-    scaler.load_state_dict(ckpt['scaler'])
+    try:
+        raw_net.load_state_dict(ckpt['model'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+    except (RuntimeError, ValueError, KeyError) as e:
+        fail(f"the checkpoint's weights do not fit this {model} ({str(e).strip().splitlines()[0][:160]})")
+    if ckpt['scaler']:  # empty when the checkpoint was not float16
+        scaler.load_state_dict(ckpt['scaler'])
     if ema is not None and ckpt['ema'] is not None:
         ema.load_state_dict(ckpt['ema'])
     gen.set_state(ckpt['rng']['gen'])
@@ -262,7 +296,10 @@ if init_from == 'resume':
     run_io.trim_log(log_path, ckpt['iter'])  # what came after the checkpoint is logged again
     notes = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in config.items() if old.get(k) != v and k != 'init_from']
     print(f"resuming {ckpt_path} after epoch {start_epoch}" + (f" ({'; '.join(notes)})" if notes else ""))
-run_io.prepare_run_dir(out_dir, config)
+try:
+    run_io.prepare_run_dir(out_dir, config)
+except OSError as e:
+    fail(f"cannot write the run folder {out_dir}: {e.strerror}; choose another --out_dir")
 
 
 def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None):
@@ -354,8 +391,18 @@ def flow(epoch):
     return record
 
 
+def save_checkpoint(done, it):
+    ckpt = dict(model=raw_net.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                ema=ema.state_dict() if ema else None, epoch=done, iter=it, config=config,
+                rng=dict(torch=torch.get_rng_state(), gen=gen.get_state(),
+                         cuda=torch.cuda.get_rng_state_all() if device_type == 'cuda' else None))
+    run_io.save_checkpoint(ckpt, ckpt_path, log=log_path)
+
+
 # -----------------------------------------------------------------------------
 # the loop: one training line per epoch, an eval line every eval_every epochs
+
+stop = run_io.GracefulStop()  # SIGINT / SIGTERM finish the epoch, checkpoint it, exit
 
 print(f"\n{'epoch':>6} {'loss':>8} {'train err':>10} {'test err':>9} {'ema err':>8} {'|w|':>9} "
       f"{'lr':>8} {'img/s':>7} {'eta':>7}")
@@ -379,10 +426,13 @@ for epoch in range(start_epoch, epochs):
     record = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, loss=loss,
                   grad_norm=grad_norm_sum.item() / iters_per_epoch, weight_norm=weight_norm,
                   decayed_norm=optim.weight_norms(decayed)[0], ms_per_iter=1e3 * dt / iters_per_epoch)
+    if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total
+        record['skipped'] = scaler.skipped
     if not math.isfinite(loss):
         run_io.append_log(log_path, {**record, 'diverged': True})
-        print(f"{done:>6} diverged: the training loss is {loss}; stopping (the last checkpoint is kept)")
-        break
+        kept = f"last good checkpoint {ckpt_path}" if ckpt_path.exists() else "no checkpoint was saved"
+        print(f"diverged: the training loss is {loss} in epoch {done}; {kept}", file=sys.stderr)
+        sys.exit(1)
     run_io.append_log(log_path, record)
 
     errs = ('', '', '')
@@ -405,11 +455,7 @@ for epoch in range(start_epoch, epochs):
             ev.update(flow(epoch))
         run_io.append_log(log_path, ev)
         errs = (pct(ev['train_err']), pct(ev['test_err']), pct(ev['test_err_ema']) if ema else '-')
-        ckpt = dict(model=raw_net.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                    ema=ema.state_dict() if ema else None, epoch=done, iter=it, config=config,
-                    rng=dict(torch=torch.get_rng_state(), gen=gen.get_state(),
-                             cuda=torch.cuda.get_rng_state_all() if device_type == 'cuda' else None))
-        run_io.save_checkpoint(ckpt, ckpt_path)
+        save_checkpoint(done, it)
 
     elapsed = time.perf_counter() - t_start
     eta = run_io.format_duration(elapsed / (done - start_epoch) * (epochs - done))
@@ -419,4 +465,8 @@ for epoch in range(start_epoch, epochs):
         extra = [f"{k} {ev[k]:.4g}" for k in ('test_loss', 'eff_lr', 'angular_update', 'angular_update_eq',
                                              'trace_hessian', 'flow_test_err') if k in ev]
         print(f"{'':>6} eval: " + ' | '.join(extra))
+    if stop.signum is not None and done < epochs:
+        if not do_eval:  # an eval epoch has just saved its checkpoint
+            save_checkpoint(done, it)
+        stop.exit(f"checkpoint after epoch {done} in {ckpt_path}")
 print(f"log: {log_path}")

@@ -18,3 +18,15 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real-data fixtures not found at {SHARED_DATA} (set SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_hooks():
+    """A training script run in this process (runpy) installs an excepthook and SIGINT/SIGTERM
+    handlers; put pytest's back after each test."""
+    import signal
+    hook, handlers = sys.excepthook, {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    sys.excepthook = hook
+    for s, h in handlers.items():
+        signal.signal(s, h)

@@ -111,8 +111,9 @@ def test_projected_sgd_keeps_the_norm_at_radius_and_logs_hessian_and_flow(data_d
 
 
 def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(data_dir, tmp_path):
-    train(*TINY, '--n_train=100', f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=3',
-          '--batch_norm=False', '--lr=1e30', '--first_decay=1.0', '--ema_coef=0')
+    out = train(*TINY, '--n_train=100', f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=3',
+                '--batch_norm=False', '--lr=1e30', '--first_decay=1.0', '--ema_coef=0', check=False)
+    assert out.returncode == 1 and out.stderr.startswith('diverged: the training loss is nan in epoch ')
     (last,) = [r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if r.get('diverged')]
     assert last['loss'] is None  # NaN is written as null
 
