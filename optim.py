@@ -281,8 +281,9 @@ class EMA:
         ema_params = list(self.model.parameters())
         params = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_params, params, 1 - self.coef)
-        for b_ema, b in zip(self.model.buffers(), model.buffers()):
-            b_ema.copy_(b)
+        buffers = list(model.buffers())
+        if buffers:  # one call for all BatchNorm statistics, not one per tensor
+            torch._foreach_copy_(list(self.model.buffers()), buffers)
 
     def state_dict(self):
         return self.model.state_dict()
