@@ -2,14 +2,18 @@
 Performance harness: each part of the code timed side by side with PyTorch's own, as ratios.
 
     python bench.py optim                  # optimizer step on GPT-2-small shapes (124M parameters)
-    python bench.py gpt                    # train_gpt.py's iteration vs the bare step
-    python bench.py resnet                 # train_resnet.py's epoch vs the bare steps
-    python bench.py optim --steps=20 --device=cuda --json=bench.json
+    python bench.py gpt                    # train_gpt.py's iteration vs the bare step; tokens/s, MFU
+    python bench.py resnet                 # train_resnet.py's epoch vs the bare steps; eval share
+    python bench.py data                   # prepare_data.py: tokens/s, CIFAR conversion time
+    python bench.py all --device=cuda --json=bench.json
 
 Medians over `steps` timed steps after `warmup` untimed ones. The variants are stepped in
 turn, round after round, so a machine that slows down part way slows all of them alike.
+On a shared CPU run it as `OMP_NUM_THREADS=1 python bench.py ...`: two threads next to a busy
+core can run many times slower, and every figure becomes noise.
 """
 import json as jsonlib
+import os
 import statistics
 import sys
 import time
@@ -25,8 +29,10 @@ device = 'cpu'
 steps = 10  # timed steps per variant
 warmup = 3  # untimed steps first (allocation, lazy state)
 json = ''  # also write the figures to this file
+compile = 'auto'  # auto: the optimizer step compiled everywhere, the models on CUDA only; True; False
+shared_data = ''  # the real-data fixtures for `data` ('' = ../shared/data beside the checkout)
 config, _ = configure(globals(), __doc__, sys.argv[2:] if sys.argv[1:2] == [part] else None)
-PARTS = ('optim', 'gpt', 'resnet')
+PARTS = ('optim', 'gpt', 'resnet', 'data', 'all')
 
 
 def fail(message):
@@ -36,6 +42,8 @@ def fail(message):
 
 if part not in PARTS:
     fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
+if str(compile).lower() not in ('auto', 'true', 'false'):
+    fail(f"compile must be auto, True or False, got {compile!r}")
 if steps < 1 or warmup < 0:
     fail(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
 if device.split(':')[0] not in ('cpu', 'cuda', 'mps'):
@@ -45,10 +53,11 @@ if device.startswith('cuda') and not torch.cuda.is_available():
 if device == 'mps' and not torch.backends.mps.is_available():
     fail("device is mps but PyTorch sees no MPS device (try --device=cpu)")
 if json:  # found out now, not after minutes of timing
-    import os
     folder = os.path.dirname(os.path.abspath(json))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
         fail(f"--json={json}: {folder} is not a writable folder")
+compile_optim = str(compile).lower() != 'false'
+compile_models = str(compile).lower() == 'true' or (str(compile).lower() == 'auto' and device.startswith('cuda'))
 # -----------------------------------------------------------------------------
 
 
@@ -57,7 +66,7 @@ def sync():
         torch.cuda.synchronize()
 
 
-def time_in_turns(fns):
+def time_in_turns(fns, warmup=warmup, steps=steps):
     """{name: median seconds} of each fn, called in turn warmup + steps times."""
     times = {name: [] for name in fns}
     for i in range(warmup + steps):
@@ -100,6 +109,13 @@ def bench_optim():
         'SGD': {'ours': optim.SGD(groups(), wd_mode='l2', **sgd),
                 'torch foreach': torch.optim.SGD(groups(), foreach=True, **sgd)},
     }
+    if compile_optim:  # the same update through torch.compile (opt.compile()); timed after its compilation
+        for name, opt in (('AdamW', optim.AdamW(groups(), **adamw)), ('SGD', optim.SGD(groups(), wd_mode='l2', **sgd))):
+            t0 = time.perf_counter()
+            opt.compile().step()
+            opt.step()  # SGD's first step (momentum buffers set to g) is a graph of its own
+            print(f"  {name} ours compiled: first two steps (compilation) {time.perf_counter() - t0:.0f} s")
+            variants[name]['ours compiled'] = opt
     for name, kind in (('AdamW', torch.optim.AdamW), ('SGD', torch.optim.SGD)):
         try:
             kw = adamw if name == 'AdamW' else sgd
@@ -109,13 +125,16 @@ def bench_optim():
     results = {}
     for name, opts in variants.items():
         medians = time_in_turns({k: opt.step for k, opt in opts.items()})
-        ours = medians['ours']
-        print(f"\n{name:<6}{'variant':<16}{'ms/step':>10}{'ours / this':>14}")
+        fastest_torch = min(t for k, t in medians.items() if k.startswith('torch'))
+        print(f"\n{name:<6}{'variant':<16}{'ms/step':>10}{'/ fastest torch':>17}")
         for k, t in medians.items():
-            print(f"{'':<6}{k:<16}{1e3 * t:>10.1f}{ours / t:>14.2f}")
+            print(f"{'':<6}{k:<16}{1e3 * t:>10.1f}{t / fastest_torch:>17.2f}")
             results[f"{name.lower()}_{k.replace(' ', '_')}_ms"] = 1e3 * t
-            if k != 'ours':
-                results[f"{name.lower()}_ours_over_{k.replace('torch ', '')}"] = ours / t
+        for ours in ('ours', 'ours compiled'):
+            for torch_k in ('torch foreach', 'torch fused'):
+                if ours in medians and torch_k in medians:
+                    key = f"{name.lower()}_{ours.replace(' ', '_')}_over_{torch_k.replace('torch ', '')}"
+                    results[key] = medians[ours] / medians[torch_k]
         del opts
     return results
 
@@ -136,7 +155,7 @@ def bench_gpt():
     import numpy as np
 
     import run_io
-    from model import GPT, GPTConfig
+    from model import GPT, GPTConfig, bf16_peak_flops
     cuda = device.startswith('cuda')
     if cuda:
         shape = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257)
@@ -147,12 +166,15 @@ def bench_gpt():
     chunk = 10  # iterations per timed sample: train_gpt.py's log interval
     iters = (warmup + steps) * chunk
     T, tokens = shape['block_size'], batch * shape['block_size']
-    print(f"train_gpt.py iteration vs the bare step: GPT {shape}, batch {batch}, {dtype}, {device}")
+    print(f"train_gpt.py iteration vs the bare step: GPT {shape}, batch {batch}, {dtype}, {device}, "
+          f"compile={compile_models}")
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(**shape)).to(device)
     opt = optim.AdamW(optim.param_groups(model, 0.1)[0], lr=6e-4, betas=(0.9, 0.95))
-    fwd = torch.compile(model) if cuda else model
+    fwd = torch.compile(model) if compile_models else model
+    if compile_models:
+        opt.compile()  # as train_gpt.py does when it compiles
     x, y = (torch.randint(shape['vocab_size'], (batch, T), device=device) for _ in range(2))
     autocast = torch.autocast('cuda', dtype=torch.bfloat16) if cuda else nullcontext()
 
@@ -183,7 +205,7 @@ def bench_gpt():
         (data / 'meta.json').write_text(jsonlib.dumps(meta))
         args = [f'--{k}={v}' for k, v in shape.items() if k != 'vocab_size'] + [
             f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1',
-            '--vocab_multiple=1', f'--dtype={dtype}', f'--device={device}', f'--compile={cuda}',
+            '--vocab_multiple=1', f'--dtype={dtype}', f'--device={device}', f'--compile={compile_models}',
             f'--max_iters={iters}', f'--log_interval={chunk}', f'--eval_interval={iters}', '--eval_iters=1',
             '--weight_decay=0.1', '--warmup_iters=10']
         root = Path(__file__).resolve().parent
@@ -201,16 +223,17 @@ def bench_gpt():
     print(f"\n{'variant':<22}{'ms/iter':>10}{'tokens/s':>12}")
     for name, key in (('train_gpt.py loop', 'gpt_script_ms'), ('bare fwd+bwd+step', 'gpt_bare_ms')):
         print(f"{name:<22}{results[key]:>10.1f}{tokens / results[key] * 1e3:>12,.0f}")
-    print(f"loop / bare step: {results['gpt_script_over_bare']:.3f} (target <= 1.10)")
-    if cuda:
-        name = torch.cuda.get_device_name(device)
-        peak = next((f for k, f in (('H200', 989e12), ('H100', 989e12), ('A100', 312e12)) if k in name), None)
-        if peak:  # dense bf16 tensor-core peak
-            for key in ('gpt_script_ms', 'gpt_bare_ms'):
-                mfu = model.flops_per_token(T) * tokens / (results[key] / 1e3) / peak
-                results[key.replace('_ms', '_mfu')] = mfu
-            print(f"MFU ({name}, dense bf16 peak {peak / 1e12:.0f} TFLOPS): loop "
-                  f"{results['gpt_script_mfu']:.1%}, bare {results['gpt_bare_mfu']:.1%}")
+    print(f"loop / bare step: {results['gpt_script_over_bare']:.3f} (target <= 1.05)")
+    name = torch.cuda.get_device_name(device) if cuda else 'cpu'
+    peak = bf16_peak_flops(name) if cuda else None
+    if peak:  # dense bf16 tensor-core peak
+        for key in ('gpt_script_ms', 'gpt_bare_ms'):
+            mfu = model.flops_per_token(T) * tokens / (results[key] / 1e3) / peak
+            results[key.replace('_ms', '_mfu')] = mfu
+        print(f"MFU ({name}, dense bf16 peak {peak / 1e12:.0f} TFLOP/s): loop "
+              f"{results['gpt_script_mfu']:.1%}, bare {results['gpt_bare_mfu']:.1%} (target >= 50% on an H200)")
+    else:
+        print(f"MFU: no peak known for {name} (model.PEAK_FLOPS), so none is printed")
     results['gpt_tokens_per_s'] = tokens / results['gpt_script_ms'] * 1e3
     return results
 
@@ -225,7 +248,9 @@ def bench_gpt():
 
 def bench_resnet():
     """train_resnet.py's epoch (data, augmentation, EMA, gradient norm, logging) against the bare
-    forward + backward + step of the same net on pre-made batches, alternated over rounds."""
+    forward + backward + step of the same net on pre-made batches, alternated over rounds; and the
+    script's evaluation (train + test sets, model and EMA, BN re-estimation) against its epoch.
+    The test set is a fifth of the training set, as CIFAR's 10,000 to 50,000."""
     import math
     import shutil
     import subprocess
@@ -240,11 +265,12 @@ def bench_resnet():
     cuda = device.startswith('cuda')
     width, batch_size, epochs, rounds = (64, 128, 3, 2) if cuda else (16, 128, 3, 3)
     n_train = 50_000 if cuda else 10 * batch_size  # random images: only the timing matters
-    variants = [('float32', False)] + ([('bfloat16', True)] if cuda else [])  # GPU: bf16 + compile
+    # CPU: float32 (compiled only with --compile=True); GPU: float32 eager, then bf16 + channels_last + compile
+    variants = [('float32', compile_models and not cuda)] + ([('bfloat16', compile_models)] if cuda else [])
     tmp = Path(tempfile.mkdtemp(prefix='bench_resnet_'))
     rng = np.random.default_rng(0)
     (tmp / 'cifar10').mkdir()
-    for split, n in (('train', n_train), ('test', 500)):
+    for split, n in (('train', n_train), ('test', n_train // 5)):
         np.save(tmp / 'cifar10' / f'{split}_images.npy', rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
         np.save(tmp / 'cifar10' / f'{split}_labels.npy', np.arange(n, dtype=np.int64) % 10)
     iters = n_train // batch_size
@@ -252,24 +278,28 @@ def bench_resnet():
           f"({iters} steps per epoch), {device}; {rounds} rounds of {epochs} epochs, the first untimed")
     results = {}
     for dtype, compiled in variants:
-        name = 'float32' if not compiled else 'bf16+channels_last+compile'
-        script_ms, bare_ms = [], []
+        name = dtype + ('+channels_last' if cuda else '') + ('+compile' if compiled else '')
+        script_ms, bare_ms, eval_s, bn_s = [], [], [], []
         for r in range(rounds):
             run = tmp / f'run_{dtype}_{r}'
             out = subprocess.run([sys.executable, 'train_resnet.py', f'--data_dir={tmp}', f'--out_dir={run}',
                                   f'--width={width}', f'--batch_size={batch_size}', f'--epochs={epochs}',
-                                  '--eval_every=0', '--first_decay=1.0', f'--device={device}',
+                                  '--eval_every=1', '--first_decay=1.0', f'--device={device}',
                                   f'--dtype={dtype}', f'--compile={compiled}'],
                                  capture_output=True, text=True, cwd=Path(__file__).resolve().parent)
             if out.returncode != 0:
                 raise SystemExit(f"train_resnet.py failed:\n{out.stderr}")
-            script_ms += [rec['ms_per_iter'] for rec in run_io.read_log(run / 'log.jsonl')
-                          if not rec.get('eval')][1:]  # the first epoch warms up
+            log = run_io.read_log(run / 'log.jsonl')
+            script_ms += [rec['ms_per_iter'] for rec in log if not rec.get('eval')][1:]  # the first epoch warms up
+            eval_s += [rec['eval_s'] for rec in log if rec.get('eval')][1:]
+            bn_s += [rec['bn_s'] for rec in log if rec.get('eval')][1:]
             # the bare step: same net, optimizer and batch size, batches already normalised on the device
             torch.manual_seed(0)
             net = resnet18(10, width).to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
-            step_net = torch.compile(net) if compiled else net
+            step_net = torch.compile(net, dynamic=False) if compiled else net
             opt = optim.SGD(optim.param_groups(net, 0.0125, 'all')[0], lr=0.08)
+            if compiled:
+                opt.compile()
             xs = torch.randn(iters, batch_size, 3, 32, 32, device=device)
             ys = torch.randint(0, 10, (iters, batch_size), device=device)
             autocast = torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
@@ -289,15 +319,22 @@ def bench_resnet():
                     bare_ms.append(1e3 * (time.perf_counter() - t0) / iters)
             del net, step_net, opt, xs
         script, bare = statistics.median(script_ms), statistics.median(bare_ms)
+        epoch_s, evals, bns = script * iters / 1e3, statistics.median(eval_s), statistics.median(bn_s)
         print(f"\n{name}")
         print(f"  {'variant':<28}{'ms/step':>10}{'img/s':>10}{'epoch s':>10}")
         for label, ms in (('train_resnet.py loop', script), ('bare fwd+bwd+step', bare)):
             print(f"  {label:<28}{ms:>10.1f}{batch_size / ms * 1e3:>10.0f}{ms * iters / 1e3:>10.2f}")
-        print(f"  loop / bare = {script / bare:.3f} (target <= 1.10)")
-        key = 'fp32' if not compiled else 'bf16_compile'
-        results.update({f'{key}_loop_ms': script, f'{key}_bare_ms': bare, f'{key}_loop_over_bare': script / bare})
+        print(f"  loop / bare = {script / bare:.3f} (target <= 1.05)")
+        print(f"  one evaluation {evals:.2f} s (BN re-estimation {bns:.2f} s of it) = {evals / epoch_s:.2f} epochs; "
+              f"share of the run: {evals / (epoch_s + evals):.1%} evaluating every epoch, "
+              f"{evals / (10 * epoch_s + evals):.1%} at the default eval_every=10")
+        key = name.replace('+', '_')
+        results.update({f'{key}_loop_ms': script, f'{key}_bare_ms': bare, f'{key}_loop_over_bare': script / bare,
+                        f'{key}_eval_s': evals, f'{key}_bn_s': bns, f'{key}_eval_over_epoch': evals / epoch_s,
+                        f'{key}_eval_share_every10': evals / (10 * epoch_s + evals)})
         if cuda and math.isfinite(script):
             results[f'{key}_epoch_s_50k'] = script * (50_000 // batch_size) / 1e3
+            print(f"  epoch of 50,000 images: {results[f'{key}_epoch_s_50k']:.2f} s (target <= 3 s)")
     shutil.rmtree(tmp)
     return results
 
@@ -306,12 +343,79 @@ def bench_resnet():
 # =============================================================================
 
 
+# =============================================================================
+# data: prepare_data.py on the real fixtures
+# =============================================================================
+
+def bench_data():
+    """prepare_data.py on the shared real data: tiny Shakespeare in GPT-2 BPE (tokens/s, against
+    tiktoken's encoder alone on the same text) and the CIFAR-10 conversion of the 6,000-image
+    tarball (against reading it alone), each timed in turns."""
+    import contextlib
+    import io
+    import shutil
+    import tempfile
+    from pathlib import Path
+    root = Path(shared_data) if shared_data else Path(__file__).resolve().parent.parent / 'shared' / 'data'
+    text_path = root / 'tinyshakespeare' / 'input.txt'
+    cifar_path = root / 'cifar10_mini' / 'cifar-10-python.tar.gz'
+    if not (text_path.is_file() and cifar_path.is_file()):
+        raise SystemExit(f"error: {root} lacks tinyshakespeare/input.txt or cifar10_mini/ (set --shared_data)")
+    if (root / 'tiktoken_cache').is_dir():  # the GPT-2 BPE files, no network needed
+        os.environ.setdefault('TIKTOKEN_CACHE_DIR', str(root / 'tiktoken_cache'))
+    import prepare_data
+    enc = prepare_data.gpt2_encoding()
+    text = text_path.read_text(encoding='utf-8')
+    n_tokens = len(enc.encode_ordinary(text))
+    tmp = Path(tempfile.mkdtemp(prefix='bench_data_'))
+
+    def run_quietly(fn, *args):
+        with contextlib.redirect_stdout(io.StringIO()):
+            fn(*args)
+    (tmp / 'shakespeare').mkdir()
+    (tmp / 'cifar10').mkdir()
+    n_images = 6_000
+    print(f"prepare_data.py on {root}: tiny Shakespeare ({len(text):,} characters, {n_tokens:,} GPT-2 tokens), "
+          f"CIFAR-10 subset ({n_images:,} images)")
+    medians = time_in_turns({
+        'prepare_data.py shakespeare': lambda: run_quietly(prepare_data.prepare_shakespeare, text_path,
+                                                           tmp / 'shakespeare'),
+        'tiktoken encode_ordinary': lambda: enc.encode_ordinary(text),
+        'prepare_data.py cifar10': lambda: run_quietly(prepare_data.prepare_cifar, 'cifar10', cifar_path,
+                                                       tmp / 'cifar10'),
+        'read the tarball only': lambda: prepare_data.read_cifar_tarball(cifar_path, prepare_data.CIFAR['cifar10']),
+    }, warmup=1, steps=min(steps, 5))
+    shutil.rmtree(tmp)
+    print(f"\n{'variant':<30}{'s':>8}{'throughput':>20}")
+    for k, t in medians.items():
+        rate = f"{n_tokens / t / 1e6:.2f} M tokens/s" if 'cifar' not in k and 'tarball' not in k \
+            else f"{n_images / t:,.0f} images/s"
+        print(f"{k:<30}{t:>8.2f}{rate:>20}")
+    script, tok = medians['prepare_data.py shakespeare'], medians['tiktoken encode_ordinary']
+    cifar, read = medians['prepare_data.py cifar10'], medians['read the tarball only']
+    print(f"shakespeare: script / encoder alone = {script / tok:.2f}; cifar10: script / reading alone = "
+          f"{cifar / read:.2f}; the full 60,000-image CIFAR-10 would take about {cifar * 10:.0f} s")
+    return dict(shakespeare_s=script, shakespeare_tokens_per_s=n_tokens / script, tiktoken_s=tok,
+                shakespeare_over_tiktoken=script / tok, cifar_mini_s=cifar, cifar_images_per_s=n_images / cifar,
+                cifar_read_s=read, cifar_over_read=cifar / read)
+
+# =============================================================================
+# end of data
+# =============================================================================
+
+
+BENCHES = {'optim': bench_optim, 'gpt': bench_gpt, 'resnet': bench_resnet, 'data': bench_data}
+results = {}
 try:
-    results = {'optim': bench_optim, 'gpt': bench_gpt, 'resnet': bench_resnet}[part]()
+    for name in (BENCHES if part == 'all' else [part]):
+        print(f"\n==== {name} ====")
+        results[name] = BENCHES[name]()
 except KeyboardInterrupt:
     print("\ninterrupted: nothing written", file=sys.stderr)
     sys.exit(130)
 if json:
     with open(json, 'w') as f:
-        jsonlib.dump(dict(part=part, device=device, steps=steps, **results), f, indent=1)
+        jsonlib.dump(dict(part=part, device=device, steps=steps, warmup=warmup, compile=str(compile),
+                          omp_num_threads=os.environ.get('OMP_NUM_THREADS'), torch=torch.__version__,
+                          results=results), f, indent=1)
     print(f"\nwrote {json}")

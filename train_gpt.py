@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import optim
 import run_io
 from configurator import configure, run_name
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, bf16_peak_flops
 
 # -----------------------------------------------------------------------------
 # defaults: the paper's main LLM run (GPT-2-small, context 256, OpenWebText; Sec. 3, Fig. 3)
@@ -336,16 +336,15 @@ lr_at = (lambda it: optim.cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_
 
 raw_model = model  # without compile and DDP wrappers: what is saved and averaged
 if compile == 'true' or (compile == 'auto' and device_type == 'cuda'):
-    print0("compiling the model (about a minute)")
+    print0("compiling the model and the optimizer step (about a minute)")
     model = torch.compile(model)
+    opt.compile()  # the update fused into one pass over the parameters (optim.py)
 train_model = model
 if ddp:
     train_model = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None)
 peak_flops = None  # dense bf16/fp16 tensor-core peak, for MFU; unknown elsewhere
 if device_type == 'cuda' and dtype != 'float32':
-    name = torch.cuda.get_device_name(device)
-    peaks = (('H200', 989e12), ('H100', 989e12), ('A100', 312e12))
-    peak_flops = next((f for k, f in peaks if k in name), None)
+    peak_flops = bf16_peak_flops(torch.cuda.get_device_name(device))
 flops_per_iter = raw_model.flops_per_token(block_size) * tokens_per_iter
 
 # -----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ lr_flow = 1e-4
 ema_coef = 0.999
 # evaluation (losses are per-sample means over the whole split)
 eval_every = 10  # epochs; the last epoch is always evaluated
-eval_batch_size = 500
+eval_batch_size = 1000  # large: evaluation is forward-only (inference mode, autocast)
 hessian_every = 0  # > 0: Hutchinson trace of the Hessian every this many epochs (Figures 2, 3)
 hessian_n = 1000  # class-balanced training images it is computed on
 hessian_probes = 20  # Rademacher probes (its standard error is logged too)
@@ -232,7 +232,8 @@ print(f"{dataset}: {len(train_y):,} training images ({iters_per_epoch} batches o
 
 torch.manual_seed(seed)
 raw_net = VISION_NETS[model](num_classes, width, batch_norm, scale_inv).to(device, memory_format=memory_format)
-net = torch.compile(raw_net) if use_compile else raw_net
+# static shapes: the train batch, the eval batch and a last partial batch each compile once, then never again
+net = torch.compile(raw_net, dynamic=False) if use_compile else raw_net
 trainable = [p for p in raw_net.parameters() if p.requires_grad]
 si_params = scale_invariant_params(raw_net)
 n_frozen = sum(p.numel() for p in raw_net.parameters() if not p.requires_grad)
@@ -254,6 +255,8 @@ if radius > 0:
 
 groups, summary = optim.param_groups(raw_net, weight_decay, wd_params)
 optimizer = optim.SGD(groups, lr=lr, momentum=momentum, wd_mode=wd_mode)
+if use_compile:
+    optimizer.compile()  # the update fused into one pass over the parameters (optim.py)
 scaler = optim.GradScaler(device_type, enabled=dtype == 'float16')  # counts the steps it skips
 decayed = optim.decayed_params(optimizer)
 ema = optim.EMA(raw_net, ema_coef) if ema_coef > 0 else None
@@ -337,7 +340,7 @@ def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None):
 # -----------------------------------------------------------------------------
 # evaluation
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(net, images, labels):
     """(per-sample mean cross-entropy, error fraction) over a whole split, in eval mode."""
     was_training = net.training
@@ -379,6 +382,8 @@ def flow(epoch):
     flow_net = copy.deepcopy(raw_net)
     flow_params = [p for p in flow_net.parameters() if p.requires_grad]
     flow_opt = optim.SGD([dict(params=flow_params)], lr=lr_flow, momentum=momentum)
+    if use_compile:
+        flow_opt.compile()
     flow_scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
     flow_gen = torch.Generator(device=device)
     flow_gen.manual_seed(seed + 104729 * (epoch + 1))  # its own stream: the main run is unchanged
@@ -437,6 +442,7 @@ for epoch in range(start_epoch, epochs):
 
     errs = ('', '', '')
     if do_eval:
+        t_eval = time.perf_counter()
         ev = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, eval=True, diverged=False)
         ev.update(evaluate_all(net))
         ev['weight_norm'] = weight_norm
@@ -446,9 +452,12 @@ for epoch in range(start_epoch, epochs):
         ev['angular_update_eq'] = optim.equilibrium_angular_update('sgd', lr_now, weight_decay, momentum=momentum)
         ev['reg_objective'] = ev['train_loss'] + weight_decay / 2 * record['decayed_norm'] ** 2  # CE + wd/2*||w||^2
         if ema is not None:
+            t_bn = time.perf_counter()
             reestimate_bn(ema.model, bn_batches())  # averaged weights need their own BN statistics
+            ev['weight_norm_ema'] = optim.weight_norms([p for p in ema.model.parameters()])[0]  # syncs
+            ev['bn_s'] = time.perf_counter() - t_bn
             ev.update(evaluate_all(ema.model, suffix='_ema'))
-            ev['weight_norm_ema'] = optim.weight_norms([p for p in ema.model.parameters()])[0]
+        ev['eval_s'] = time.perf_counter() - t_eval  # both nets on both splits, BN re-estimation included
         if do_hessian:
             ev.update(trace_of(raw_net, epoch))
         if do_flow:

@@ -222,3 +222,13 @@ def test_hutchinson_trace_agrees_with_the_exact_hessian_trace(one_thread):
 # =============================================================================
 # end of vision nets
 # =============================================================================
+
+
+@pytest.mark.slow
+def test_gpt_and_resnet_compile_without_graph_breaks(one_thread):
+    # a graph break would split the compiled model and cost a round trip to Python on every step
+    gpt = model.GPT(model.GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=16))
+    idx = torch.randint(50, (2, 16))
+    assert torch._dynamo.explain(gpt)(idx, idx).graph_break_count == 0
+    net = model.resnet18(10, 4)
+    assert torch._dynamo.explain(net)(torch.randn(2, 3, 32, 32)).graph_break_count == 0

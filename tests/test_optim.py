@@ -362,3 +362,32 @@ def test_equilibrium_angle_and_timescale_formulas():
         math.sqrt(2 * 0.08 * 0.0125))
     assert optim.wd_timescale(6e-4, 0.1) == pytest.approx(1 / 6e-5)
     assert optim.wd_timescale(6e-4, 0.0) == math.inf
+
+
+# -----------------------------------------------------------------------------
+# the compiled step (opt.compile()): the same update fused by torch.compile
+
+def compiled_graphs(make_opt, base_lr, wd):
+    """(final parameters, graphs compiled) of a run whose optimizer step is compiled."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    params = train(lambda g: make_opt(g).compile(), base_lr, wd, RESTART_AT)
+    return params, torch._dynamo.utils.counters['stats']['unique_graphs']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('wd_mode', ['decoupled', 'l2'])
+def test_compiled_adamw_equals_eager_and_compiles_once_per_group(wd_mode):
+    make = lambda g: optim.AdamW(g, lr=3e-3, wd_mode=wd_mode)
+    ours, graphs = compiled_graphs(make, 3e-3, 0.5)
+    assert_close(ours, train(make, 3e-3, 0.5))
+    assert graphs == 2  # the LR and the step count change every step and compile nothing new
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('momentum,nesterov', [(0.0, False), (0.9, True)])
+def test_compiled_sgd_equals_torch_sgd(momentum, nesterov):
+    kw = dict(lr=0.05, momentum=momentum, nesterov=nesterov)
+    ours, graphs = compiled_graphs(lambda g: optim.SGD(g, wd_mode='l2', **kw), 0.05, 0.1)
+    assert_close(ours, train(lambda g: torch.optim.SGD(g, foreach=True, **kw), 0.05, 0.1))
+    assert graphs == (4 if momentum else 2)  # momentum: the first step (buffers set to g) is its own graph

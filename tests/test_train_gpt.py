@@ -218,3 +218,25 @@ def test_every_paper_config_is_accepted(tmp_path, monkeypatch, capsys, config_fi
     status, err = run_in_process(monkeypatch, capsys, [f'config/{config_file}', '--device=cpu',
                                                        f'--data_dir={tmp_path / "none"}'], first=())
     assert status == 2 and 'run: python prepare_data.py openwebtext' in err, err
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_eager_and_compiles_train_and_eval_once(char_data, tmp_path):
+    # the GPU path on a CPU: compiled model and optimizer step, evals in between that must not recompile
+    args = ['--max_iters=20', '--eval_interval=5', '--log_interval=5', '--weight_decay=0.1']
+    eager = ok(train(char_data, tmp_path / 'eager', *args, '--compile=False'))
+    env = {**ENV, 'TORCH_LOGS': 'recompiles,graph_breaks'}
+    compiled = subprocess.run([sys.executable, str(ROOT / 'train_gpt.py'), *TINY, f'--data_dir={char_data}',
+                               f'--out_dir={tmp_path / "compiled"}', *args, '--compile=True'],
+                              cwd=ROOT, capture_output=True, text=True, env=env)
+    ok(compiled)
+    assert eager.returncode == 0 and 'Graph break' not in compiled.stderr
+    # one graph more for eval (no_grad) and one for the second parameter group; nothing after that
+    assert compiled.stderr.count('Recompiling function forward') == 1, compiled.stderr[-3000:]
+    assert compiled.stderr.count('Recompiling function adamw_update') == 1, compiled.stderr[-3000:]
+    a, b = log_without_timing(tmp_path / 'eager'), log_without_timing(tmp_path / 'compiled')
+    assert len(a) == len(b) == 9
+    for ra, rb in zip(a, b):
+        for key in ('loss', 'train_loss', 'val_loss', 'train_loss_ema'):
+            if key in ra:
+                assert rb[key] == pytest.approx(ra[key], rel=1e-3), key

@@ -88,7 +88,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
             assert torch.equal(a[key][name], b[key][name]), (key, name)
     for sa, sb in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()):
         assert torch.equal(sa['momentum_buffer'], sb['momentum_buffer'])
-    strip = lambda rs: [{k: v for k, v in r.items() if k != 'ms_per_iter'} for r in rs]
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ('ms_per_iter', 'eval_s', 'bn_s')} for r in rs]  # timings
     whole, split = (run_io.read_log(tmp_path / d / 'log.jsonl') for d in ('whole', 'split'))
     assert strip(whole) == strip(split) and len(whole) == 6  # 4 training lines, 2 eval lines, none twice
 
@@ -149,3 +149,24 @@ def test_an_existing_run_is_not_overwritten_without_resume(data_dir, tmp_path):
     out = train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', check=False)
     assert out.returncode == 2 and '--init_from=resume' in out.stderr
     assert (tmp_path / 'run' / 'log.jsonl').read_text() == '{"iter": 1}\n'
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_eager_and_evaluation_does_not_recompile(data_dir, tmp_path):
+    # the GPU path on a CPU: compiled net and SGD step; three evals, each of which must reuse the graphs
+    common = [*TINY[:-2], f'--data_dir={data_dir}', '--epochs=3', '--eval_every=1', '--lr=0.05',
+              '--first_decay=1.0', '--ema_coef=0.9', '--dtype=float32']
+    train(*common, f'--out_dir={tmp_path}/eager', '--compile=False')
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_LOGS': 'recompiles,graph_breaks'}
+    out = subprocess.run([sys.executable, str(ROOT / 'train_resnet.py'), *common, f'--out_dir={tmp_path}/compiled',
+                          '--compile=True'], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert 'Graph break' not in out.stderr
+    # inference mode at the two eval batch sizes (200 training images, 500 test): two graphs beside the
+    # training one, compiled at the first eval and reused by the next two
+    assert out.stderr.count('Recompiling function forward') == 2, out.stderr[-3000:]
+    a, b = lines(tmp_path / 'eager', True), lines(tmp_path / 'compiled', True)
+    assert len(a) == len(b) == 3
+    for ra, rb in zip(a, b):
+        for key in ('train_loss', 'test_loss', 'train_loss_ema'):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-3), key
