@@ -189,9 +189,9 @@ def wd_label(run):
     return f"wd={run['config'].get('weight_decay', 0)}"
 
 
-def new_figure(ncols, nrows=1, width=5.0, height=3.8):
+def new_figure(ncols, nrows=1, width=5.0, height=3.8, **kwargs):
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                        layout='constrained')
+                        layout='constrained', **kwargs)
 
 
 def last_value(run, y):
@@ -204,7 +204,7 @@ def figure_vision_grid(runs, smooth):
     """Figure 1: test error and train cross-entropy over epochs; columns large / small LR,
     one line per weight decay, the EMA dashed, the LR drop marked."""
     lrs = sorted({lr_of(r) for r in runs}, reverse=True)
-    fig, axes = new_figure(len(lrs), 2)
+    fig, axes = new_figure(len(lrs), 2, sharey='row')  # one scale per metric: LRs compare across
     for col, lr in enumerate(lrs):
         group = sorted([r for r in runs if lr_of(r) == lr], key=lambda r: -r['config'].get('weight_decay', 0))
         labels = [wd_label(r) for r in group]
@@ -304,6 +304,7 @@ def parent_iter(run):
 def figure_llm_finetune(runs, smooth):
     """Figure 3 right: constant-LR runs, each followed by its tiny-LR fine-tuning (drawn from the
     parent's last iteration on); the fine-tuning enlarged on the right."""
+    runs = sorted(runs, key=lambda r: r['config'].get('weight_decay', 0))  # colors in order of wd
     offsets = [parent_iter(r) for r in runs]
     labels = [f"{wd_label(r)}, " + ('fine-tuned at tiny LR' if off is not None else 'constant LR')
               for r, off in zip(runs, offsets)]

@@ -8,7 +8,7 @@
 #       --lr=$lr --weight_decay=$wd --out_dir=out/mini_grid_lr${lr}_wd$wd; done; done
 #   python plot.py out/mini_grid_* --figure=vision_grid --out=assets/mini_vision_grid.png
 n_train = 1000
-width = 16
+width = 8
 batch_size = 50  # 20 iterations per epoch
 lr = 0.1
 weight_decay = 0.05
