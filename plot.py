@@ -253,12 +253,15 @@ def figure_sphere(runs, smooth):
                 value = last_value(run, y)
                 value = 100 * value if value is not None and y.endswith('_err') else value
             if value is not None:
-                points.append((lr, value))
+                points.append((lr, value, last_value(run, y + '_se') or 0.0))  # the trace's standard error
         if points:
-            ax.plot(*zip(*points), marker='o')
+            xs, ys, errs = zip(*points)
+            ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker='o', capsize=3)
         else:
             ax.text(0.5, 0.5, f"no '{y}' logged", ha='center', va='center', transform=ax.transAxes)
         ax.set_xscale('log')
+        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])  # the LRs run, not crowded log-scale minor labels
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel('learning rate')
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
