@@ -151,3 +151,24 @@ def test_command_line_writes_the_figure(real_runs, tmp_path):
     assert (tmp_path / 'sphere.png').read_bytes()[:4] == b'\x89PNG'
     out = run_plot(str(real_runs / 'sphere_lr0.003'), '--figure=nope', f'--out={tmp_path}/x.png')
     assert out.returncode == 2 and "unknown figure 'nope'" in out.stderr
+
+
+@pytest.mark.slow
+def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_needs(real_runs, tmp_path):
+    gpt = [f'--data_dir={real_runs}/shakespeare_char', '--max_iters=4', '--warmup_iters=2', '--eval_interval=2',
+           '--eval_iters=2', '--log_interval=2']
+    train('train_gpt.py', 'config/mini_llm_cosine.py', *gpt, '--weight_decay=0.1', f'--out_dir={tmp_path}/cosine')
+    train('train_gpt.py', 'config/mini_llm_constant.py', *gpt, '--weight_decay=0.1', f'--out_dir={tmp_path}/const')
+    train('train_gpt.py', 'config/mini_llm_finetune.py', *gpt, '--weight_decay=0.1', '--max_iters=2',
+          f'--init_from={tmp_path}/const/ckpt.pt', f'--out_dir={tmp_path}/const_ft')
+    train('train_resnet.py', 'config/mini_vision_grid.py', f'--data_dir={real_runs}', '--epochs=2', '--eval_every=1',
+          f'--out_dir={tmp_path}/grid')
+    train('train_resnet.py', 'config/mini_sphere.py', f'--data_dir={real_runs}', '--epochs=1', '--flow_every=1',
+          '--flow_epochs=1', '--hessian_every=1', '--hessian_n=20', '--hessian_probes=2', f'--out_dir={tmp_path}/sphere')
+    needs = {'cosine': ('train_loss', 'val_loss'), 'const': ('train_loss',), 'const_ft': ('train_loss',),
+             'grid': ('test_err', 'test_err_ema', 'train_loss', 'weight_norm', 'eff_lr'),
+             'sphere': ('flow_test_err', 'flow_trace_hessian', 'flow_trace_hessian_se')}
+    for run, keys in needs.items():
+        evals = [r for r in run_io.read_log(tmp_path / run / 'log.jsonl') if r.get('eval')]
+        assert evals and all(isinstance(evals[-1].get(k), float) for k in keys), (run, evals[-1:])
+    assert plot.parent_iter(plot.load_run(tmp_path / 'const_ft')) == 4  # the fine-tuning continues at 4
