@@ -29,14 +29,23 @@ device = 'cpu'
 config, _ = configure(globals(), __doc__)
 # -----------------------------------------------------------------------------
 
+
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 ckpt_path = Path(out_dir) / 'ckpt.pt'
 if not ckpt_path.is_file():
-    print(f"error: {ckpt_path} does not exist; train first: python train_gpt.py ...", file=sys.stderr)
-    sys.exit(2)
+    fail(f"{ckpt_path} does not exist; train first: python train_gpt.py ...")
 if num_samples < 1 or max_new_tokens < 1 or top_k < 1 or not temperature > 0:
-    print("error: num_samples, max_new_tokens and top_k must be >= 1 and temperature > 0", file=sys.stderr)
-    sys.exit(2)
-checkpoint = run_io.load_checkpoint(ckpt_path, device)
+    fail("num_samples, max_new_tokens and top_k must be >= 1 and temperature > 0")
+try:
+    checkpoint = run_io.load_checkpoint(ckpt_path, device)
+except run_io.CheckpointError as e:
+    fail(e)
+if 'model_args' not in checkpoint:
+    fail(f"{ckpt_path} is not a GPT checkpoint (written by train_gpt.py)")
 model = GPT(GPTConfig(**checkpoint['model_args']))
 state = checkpoint['ema' if ema else 'model']
 model.load_state_dict({k.removeprefix('_orig_mod.').removeprefix('module.'): v for k, v in state.items()})
@@ -44,7 +53,10 @@ model.eval().to(device)
 
 # the tokenizer the run's data was prepared with
 train_config = checkpoint['config']
-with open(Path(train_config['data_dir'] or os.path.join('data', train_config['dataset'])) / 'meta.json') as f:
+meta_path = Path(train_config['data_dir'] or os.path.join('data', train_config['dataset'])) / 'meta.json'
+if not meta_path.is_file():
+    fail(f"{meta_path} (the run's tokenizer) is missing: prepare the run's dataset again")
+with open(meta_path) as f:
     meta = json.load(f)
 if meta['tokenizer'] == 'char':
     stoi = {c: i for i, c in enumerate(meta['chars'])}

@@ -99,6 +99,20 @@ def test_checkpoint_has_plain_parameter_names_and_sample_prints_text(short_run):
     assert sum(c.isalpha() or c.isspace() for c in text) > 0.8 * len(text)  # letters, not noise
 
 
+@pytest.mark.parametrize('damage', ['truncated', 'resnet'])
+def test_sample_with_a_bad_checkpoint_exits_2_with_one_line(short_run, tmp_path, damage):
+    (tmp_path / 'run').mkdir()
+    data = (short_run / 'ckpt.pt').read_bytes()
+    if damage == 'truncated':
+        (tmp_path / 'run' / 'ckpt.pt').write_bytes(data[:len(data) // 2])
+    else:  # a checkpoint of the other script: no GPT model_args
+        torch.save({'model': {}, 'config': {}}, tmp_path / 'run' / 'ckpt.pt')
+    out = subprocess.run([sys.executable, str(ROOT / 'sample.py'), f'--out_dir={tmp_path / "run"}'],
+                         cwd=ROOT, capture_output=True, text=True, env=ENV)
+    assert out.returncode == 2 and out.stderr.startswith('error: ') and out.stderr.count('\n') == 1
+    assert 'Traceback' not in out.stderr
+
+
 def test_finetuning_from_a_checkpoint_is_one_override(char_data, short_run, tmp_path):
     ft = tmp_path / 'ft'
     ok(train(char_data, ft, f'--init_from={short_run / "ckpt.pt"}', '--learning_rate=1e-5',
