@@ -158,8 +158,9 @@ if not all((data_path / f).is_file() for f in ('train.bin', 'val.bin', 'meta.jso
 try:
     with open(data_path / 'meta.json') as f:
         meta = json.load(f)
-    assert isinstance(meta, dict) and isinstance(meta['vocab_size'], int) and meta['vocab_size'] > 0
-except (OSError, ValueError, KeyError, AssertionError):
+except (OSError, ValueError):
+    meta = None
+if not (isinstance(meta, dict) and isinstance(meta.get('vocab_size'), int) and meta['vocab_size'] > 0):
     fail(f"{data_path / 'meta.json'} is unreadable or has no vocab_size; prepare the data again: "
          f"python prepare_data.py {dataset}")
 n_tokens = {}
