@@ -89,10 +89,10 @@ for key in ('batch_size', 'gradient_accumulation_steps', 'block_size', 'n_layer'
     if globals()[key] < 1:
         fail(f"{key} must be at least 1, got {globals()[key]}")
 for key in ('max_iters', 'warmup_iters', 'lr_decay_iters', 'learning_rate', 'min_lr', 'weight_decay',
-            'grad_clip', 'momentum'):
+            'grad_clip'):
     if not globals()[key] >= 0:  # also catches nan
         fail(f"{key} must be >= 0, got {globals()[key]}")
-for key in ('beta1', 'beta2', 'ema_coef', 'dropout'):
+for key in ('beta1', 'beta2', 'ema_coef', 'dropout', 'momentum'):
     if not 0 <= globals()[key] < 1:
         fail(f"{key} must be in [0, 1), got {globals()[key]}")
 if n_embd % n_head:

@@ -119,7 +119,7 @@ if device == 'auto':
     device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
 device_type = device.split(':')[0]
 if device_type == 'cuda' and not torch.cuda.is_available():
-    fail(f"device {device!r} requested but CUDA is not available; use --device=cpu")
+    fail(f"device is {device} but PyTorch sees no CUDA GPU (try --device=cpu)")
 if device_type == 'mps' and not torch.backends.mps.is_available():
     fail("device 'mps' requested but MPS is not available; use --device=cpu")
 if dtype == 'auto':
@@ -140,12 +140,12 @@ out_dir = Path(out_dir) if out_dir else ROOT / 'out' / run_name('resnet', overri
 ckpt_path, log_path = out_dir / 'ckpt.pt', out_dir / 'log.jsonl'
 if init_from == 'resume' and not ckpt_path.exists():
     if log_path.exists():
-        fail(f"no checkpoint to resume at {ckpt_path}: the run was stopped before its first eval; "
+        fail(f"cannot resume: {out_dir} was stopped before its first checkpoint (an eval); "
              f"delete the folder and start again")
-    fail(f"no checkpoint to resume at {ckpt_path}")
+    fail(f"cannot resume: {ckpt_path} does not exist (pass the run's folder as --out_dir)")
 if init_from == 'scratch' and (ckpt_path.exists() or log_path.exists()):
-    fail(f"{out_dir} already holds a run: continue it with --init_from=resume, "
-         f"or choose another --out_dir (or delete the folder)")
+    fail(f"{out_dir} already holds a run; continue it with --init_from=resume, "
+         f"or pick another --out_dir (or delete the folder)")
 if why := run_io.unwritable(out_dir):
     fail(f"cannot write the run folder {out_dir}: {why}; choose another --out_dir")
 
@@ -472,7 +472,8 @@ for epoch in range(start_epoch, epochs):
           f"{lr_now:>8.1e} {iters_per_epoch * batch_size / dt:>7.0f} {eta:>7}")
     if do_eval:
         extra = [f"{k} {ev[k]:.4g}" for k in ('test_loss', 'eff_lr', 'angular_update', 'angular_update_eq',
-                                             'trace_hessian', 'flow_test_err') if k in ev]
+                                             'trace_hessian') if k in ev]
+        extra += [f"flow_test_err {pct(ev['flow_test_err'])}"] if 'flow_test_err' in ev else []  # percent, as above
         print(f"{'':>6} eval: " + ' | '.join(extra))
     if stop.signum is not None and done < epochs:
         if not do_eval:  # an eval epoch has just saved its checkpoint

@@ -317,7 +317,7 @@ def test_gpt_checkpoints_that_cannot_be_used(char_data, gpt_checkpoint, resnet_c
     ('other width', 'with a different width'),
     ('truncated', 'cannot read the checkpoint'),
     ('gpt checkpoint', 'is not a train_resnet.py checkpoint'),
-    ('killed before a checkpoint', 'the run was stopped before its first eval'),
+    ('killed before a checkpoint', 'was stopped before its first checkpoint (an eval)'),
 ])
 def test_resnet_checkpoints_that_cannot_be_used(cifar_dir, resnet_checkpoint, gpt_checkpoint, tmp_path,
                                                 monkeypatch, capsys, case, fragment):

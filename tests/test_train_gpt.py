@@ -189,6 +189,7 @@ def run_in_process(monkeypatch, capsys, args, first=('--max_iters=5',)):
     (['--learning_rate=-1'], 'learning_rate must be >= 0'),
     (['--weight_decay=-0.1'], 'weight_decay must be >= 0'),
     (['--beta2=1.0'], 'beta2 must be in [0, 1)'),
+    (['--momentum=1.0'], 'momentum must be in [0, 1)'),
     (['--dtype=float8'], 'unknown dtype'),
     (['--optimizer=lion'], 'unknown optimizer'),
     (['--wd_mode=coupled'], 'unknown wd_mode'),

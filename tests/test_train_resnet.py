@@ -129,7 +129,7 @@ def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(dat
     (['--device=tpu'], 'unknown device'),
     (['--model=vgg16', '--scale_inv=True'], 'no scale-invariant variant'),
     (['--n_train=15'], 'balanced subset of 15'),
-    (['--init_from=resume'], 'no checkpoint to resume'),
+    (['--init_from=resume'], 'cannot resume'),
 ])
 def test_bad_input_exits_2_with_one_line(data_dir, tmp_path, args, message):
     out = train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', *args, check=False)
