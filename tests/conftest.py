@@ -13,11 +13,34 @@ if (SHARED_DATA / 'tiktoken_cache').is_dir():  # GPT-2 BPE files for tiktoken, n
     os.environ.setdefault('TIKTOKEN_CACHE_DIR', str(SHARED_DATA / 'tiktoken_cache'))
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real-data fixtures not found at {SHARED_DATA} (set SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope='session')
+def char_data(shared_data, tmp_path_factory):
+    """data/shakespeare_char prepared once per session from the real text, in a temporary folder."""
+    import prepare_data
+    out = tmp_path_factory.mktemp('data') / 'shakespeare_char'
+    out.mkdir()
+    prepare_data.prepare_shakespeare_char(shared_data / 'tinyshakespeare' / 'input.txt', out)
+    return out
+
+
+@pytest.fixture(scope='session')
+def cifar_dir(shared_data, tmp_path_factory):
+    """A data_dir holding cifar10/, prepared once per session from the real CIFAR-10 subset."""
+    import prepare_data
+    source = shared_data / 'cifar10_mini' / 'cifar-10-python.tar.gz'
+    if not source.exists():
+        pytest.skip(f"{source} not found")
+    out = tmp_path_factory.mktemp('data')
+    (out / 'cifar10').mkdir()
+    prepare_data.prepare_cifar('cifar10', str(source), out / 'cifar10')
+    return out
 
 
 @pytest.fixture(autouse=True)

@@ -83,26 +83,17 @@ def train(script, *args):
 
 
 @pytest.fixture(scope='module')
-def real_runs(tmp_path_factory):
-    from conftest import SHARED_DATA
-    import prepare_data
-    text, cifar = SHARED_DATA / 'tinyshakespeare' / 'input.txt', SHARED_DATA / 'cifar10_mini' / 'cifar-10-python.tar.gz'
-    if not (text.exists() and cifar.exists()):
-        pytest.skip(f"real-data fixtures not found in {SHARED_DATA}")
+def real_runs(char_data, cifar_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp('plot_runs')
-    for name in ('shakespeare_char', 'cifar10'):
-        (root / name).mkdir()
-    prepare_data.prepare_shakespeare_char(text, root / 'shakespeare_char')
-    prepare_data.prepare_cifar('cifar10', str(cifar), root / 'cifar10')
-    gpt = [*GPT_TINY, f'--data_dir={root}/shakespeare_char', '--max_iters=20']
+    gpt = [*GPT_TINY, f'--data_dir={char_data}', '--max_iters=20']
     for wd in (0.0, 0.5):
         train('train_gpt.py', *gpt, f'--weight_decay={wd}', f'--out_dir={root}/gpt_wd{wd}')
     train('train_gpt.py', *gpt, '--weight_decay=0.5', '--max_iters=10', '--learning_rate=1e-5', '--decay_lr=False',
           '--warmup_iters=0', f'--init_from={root}/gpt_wd0.5/ckpt.pt', f'--out_dir={root}/gpt_wd0.5_ft')
-    vision = [*RESNET_TINY, f'--data_dir={root}', '--first_decay=0.5', '--lr_flow=1e-3']
+    vision = [*RESNET_TINY, f'--data_dir={cifar_dir}', '--first_decay=0.5', '--lr_flow=1e-3']
     for lr, wd in ((0.1, 0.05), (0.1, 0.0), (0.01, 0.0)):
         train('train_resnet.py', *vision, f'--lr={lr}', f'--weight_decay={wd}', f'--out_dir={root}/resnet_lr{lr}_wd{wd}')
-    sphere = [*RESNET_TINY, f'--data_dir={root}', '--scale_inv=True', '--radius=1.0', '--weight_decay=0',
+    sphere = [*RESNET_TINY, f'--data_dir={cifar_dir}', '--scale_inv=True', '--radius=1.0', '--weight_decay=0',
               '--first_decay=1.0', '--flow_every=2', '--flow_epochs=1', '--hessian_every=2', '--hessian_n=20',
               '--hessian_probes=2']
     for lr in (0.003, 0.03):
@@ -154,16 +145,16 @@ def test_command_line_writes_the_figure(real_runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_needs(real_runs, tmp_path):
-    gpt = [f'--data_dir={real_runs}/shakespeare_char', '--max_iters=4', '--warmup_iters=2', '--eval_interval=2',
+def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_needs(char_data, cifar_dir, tmp_path):
+    gpt = [f'--data_dir={char_data}', '--max_iters=4', '--warmup_iters=2', '--eval_interval=2',
            '--eval_iters=2', '--log_interval=2']
     train('train_gpt.py', 'config/mini_llm_cosine.py', *gpt, '--weight_decay=0.1', f'--out_dir={tmp_path}/cosine')
     train('train_gpt.py', 'config/mini_llm_constant.py', *gpt, '--weight_decay=0.1', f'--out_dir={tmp_path}/const')
     train('train_gpt.py', 'config/mini_llm_finetune.py', *gpt, '--weight_decay=0.1', '--max_iters=2',
           f'--init_from={tmp_path}/const/ckpt.pt', f'--out_dir={tmp_path}/const_ft')
-    train('train_resnet.py', 'config/mini_vision_grid.py', f'--data_dir={real_runs}', '--epochs=2', '--eval_every=1',
+    train('train_resnet.py', 'config/mini_vision_grid.py', f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1',
           f'--out_dir={tmp_path}/grid')
-    train('train_resnet.py', 'config/mini_sphere.py', f'--data_dir={real_runs}', '--epochs=1', '--flow_every=1',
+    train('train_resnet.py', 'config/mini_sphere.py', f'--data_dir={cifar_dir}', '--epochs=1', '--flow_every=1',
           '--flow_epochs=1', '--hessian_every=1', '--hessian_n=20', '--hessian_probes=2', f'--out_dir={tmp_path}/sphere')
     needs = {'cosine': ('train_loss', 'val_loss'), 'const': ('train_loss',), 'const_ft': ('train_loss',),
              'grid': ('test_err', 'test_err_ema', 'train_loss', 'weight_norm', 'eff_lr'),

@@ -22,7 +22,6 @@ import pytest
 import torch
 
 import optim
-import prepare_data
 import run_io
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,28 +36,6 @@ RESNET = ['--width=4', '--n_train=200', '--batch_size=50', '--eval_batch_size=50
           '--compile=False', '--dtype=float32']
 TIMING = ('ms_per_iter', 'tokens_per_s', 'mfu', 'eval_s', 'bn_s')  # wall-clock figures differ between runs
 _cache = {}
-
-
-@pytest.fixture
-def char_data(shared_data, tmp_path_factory):
-    if 'char' not in _cache:
-        out = tmp_path_factory.mktemp('data') / 'shakespeare_char'
-        out.mkdir()
-        prepare_data.prepare_shakespeare_char(shared_data / 'tinyshakespeare' / 'input.txt', out)
-        _cache['char'] = out
-    return _cache['char']
-
-
-@pytest.fixture
-def cifar_dir(shared_data, tmp_path_factory):
-    """A folder holding cifar10/ prepared from the real subset."""
-    if 'cifar' not in _cache:
-        out = tmp_path_factory.mktemp('cifar')
-        (out / 'cifar10').mkdir()
-        prepare_data.prepare_cifar('cifar10', shared_data / 'cifar10_mini' / 'cifar-10-python.tar.gz',
-                                   out / 'cifar10')
-        _cache['cifar'] = out
-    return _cache['cifar']
 
 
 def in_process(monkeypatch, capsys, script, args):

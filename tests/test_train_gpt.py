@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import prepare_data
 import run_io
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,17 +22,6 @@ TRAIN_KEYS = {'iter', 'lr', 'wd', 'tokens', 'loss', 'grad_norm', 'weight_norm', 
 EVAL_KEYS = {'iter', 'lr', 'wd', 'tokens', 'eval', 'train_loss', 'val_loss', 'train_loss_ema', 'val_loss_ema',
              'adam_elr', 'angular_update', 'angular_update_eq', 'weight_norm', 'decayed_norm', 'diverged'}
 _cache = {}
-
-
-@pytest.fixture
-def char_data(shared_data, tmp_path_factory):
-    """data/shakespeare_char prepared once from the real text, in a temporary folder."""
-    if 'data' not in _cache:
-        out = tmp_path_factory.mktemp('data') / 'shakespeare_char'
-        out.mkdir()
-        prepare_data.prepare_shakespeare_char(shared_data / 'tinyshakespeare' / 'input.txt', out)
-        _cache['data'] = out
-    return _cache['data']
 
 
 def train(data, out_dir, *args, launcher=(sys.executable,)):

@@ -8,29 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import prepare_data
 import run_io
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--width=4', '--n_train=200', '--batch_size=50', '--eval_batch_size=500', '--device=cpu',
         '--compile=False', '--dtype=float32']
-_prepared = {}
-
-
-@pytest.fixture
-def data_dir(shared_data, tmp_path_factory):
-    """data/cifar10 prepared once per session from the real subset, in a temporary folder."""
-    if 'dir' not in _prepared:
-        source = shared_data / 'cifar10_mini' / 'cifar-10-python.tar.gz'
-        if not source.exists():
-            pytest.skip(f"{source} not found")
-        out = tmp_path_factory.mktemp('data')
-        (out / 'cifar10').mkdir()
-        prepare_data.prepare_cifar('cifar10', str(source), out / 'cifar10')
-        _prepared['dir'] = out
-    return _prepared['dir']
-
-
 def train(*args, check=True):
     # one thread: tiny nets gain nothing from more, and waiting threads crawl on a busy machine
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
@@ -45,8 +27,8 @@ def lines(run_dir, evals):
     return [r for r in run_io.read_log(run_dir / 'log.jsonl') if bool(r.get('eval')) == evals]
 
 
-def test_short_run_lowers_the_training_loss_and_logs_every_metric(data_dir, tmp_path):
-    train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=4', '--eval_every=2',
+def test_short_run_lowers_the_training_loss_and_logs_every_metric(cifar_dir, tmp_path):
+    train(*TINY, f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/run', '--epochs=4', '--eval_every=2',
           '--lr=0.05', '--first_decay=1.0', '--ema_coef=0.9')
     steps, evals = lines(tmp_path / 'run', False), lines(tmp_path / 'run', True)
     assert [r['epoch'] for r in steps] == [1, 2, 3, 4] and [r['iter'] for r in steps] == [4, 8, 12, 16]
@@ -65,8 +47,8 @@ def test_short_run_lowers_the_training_loss_and_logs_every_metric(data_dir, tmp_
         assert {'lr', 'wd', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'ms_per_iter'} <= r.keys()
 
 
-def test_lr_drops_to_lr_flow_exactly_at_first_decay_and_weight_decay_is_kept(data_dir, tmp_path):
-    train(*TINY, '--n_train=100', f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=4',
+def test_lr_drops_to_lr_flow_exactly_at_first_decay_and_weight_decay_is_kept(cifar_dir, tmp_path):
+    train(*TINY, '--n_train=100', f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/run', '--epochs=4',
           '--eval_every=0', '--lr=0.05', '--lr_flow=0.00123', '--first_decay=0.5', '--ema_coef=0')
     steps = lines(tmp_path / 'run', False)
     assert [r['lr'] for r in steps] == [0.05, 0.05, 0.00123, 0.00123]
@@ -74,9 +56,9 @@ def test_lr_drops_to_lr_flow_exactly_at_first_decay_and_weight_decay_is_kept(dat
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
+def test_resume_continues_exactly_like_an_uninterrupted_run(cifar_dir, tmp_path):
     # augmentation, momentum and the EMA put every saved state to use; the drop comes after the break
-    common = [*TINY, f'--data_dir={data_dir}', '--eval_every=2', '--first_decay=0.75', '--augment=True',
+    common = [*TINY, f'--data_dir={cifar_dir}', '--eval_every=2', '--first_decay=0.75', '--augment=True',
               '--momentum=0.9', '--lr=0.02', '--ema_coef=0.9']
     train(*common, f'--out_dir={tmp_path}/whole', '--epochs=4')
     train(*common, f'--out_dir={tmp_path}/split', '--epochs=2')
@@ -93,9 +75,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
     assert strip(whole) == strip(split) and len(whole) == 6  # 4 training lines, 2 eval lines, none twice
 
 
-def test_projected_sgd_keeps_the_norm_at_radius_and_logs_hessian_and_flow(data_dir, tmp_path):
+def test_projected_sgd_keeps_the_norm_at_radius_and_logs_hessian_and_flow(cifar_dir, tmp_path):
     # Figure 2 in miniature: scale-invariant net on a sphere, fine-tuned copies, Hessian traces
-    train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=2', '--scale_inv=True',
+    train(*TINY, f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/run', '--epochs=2', '--scale_inv=True',
           '--radius=3.0', '--weight_decay=0', '--lr=0.1', '--first_decay=1.0', '--eval_every=0',
           '--hessian_every=2', '--hessian_n=20', '--hessian_probes=3', '--flow_every=2', '--flow_epochs=1')
     steps, evals = lines(tmp_path / 'run', False), lines(tmp_path / 'run', True)
@@ -110,8 +92,8 @@ def test_projected_sgd_keeps_the_norm_at_radius_and_logs_hessian_and_flow(data_d
     assert ev['trace_hessian_se'] > 0 and ev['eff_lr'] == pytest.approx(0.1 / 9, rel=1e-4)
 
 
-def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(data_dir, tmp_path):
-    out = train(*TINY, '--n_train=100', f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', '--epochs=3',
+def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(cifar_dir, tmp_path):
+    out = train(*TINY, '--n_train=100', f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/run', '--epochs=3',
                 '--batch_norm=False', '--lr=1e30', '--first_decay=1.0', '--ema_coef=0', check=False)
     assert out.returncode == 1 and out.stderr.startswith('diverged: the training loss is nan in epoch ')
     (last,) = [r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if r.get('diverged')]
@@ -131,8 +113,8 @@ def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(dat
     (['--n_train=15'], 'balanced subset of 15'),
     (['--init_from=resume'], 'cannot resume'),
 ])
-def test_bad_input_exits_2_with_one_line(data_dir, tmp_path, args, message):
-    out = train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', *args, check=False)
+def test_bad_input_exits_2_with_one_line(cifar_dir, tmp_path, args, message):
+    out = train(*TINY, f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/run', *args, check=False)
     assert out.returncode == 2 and 'Traceback' not in out.stderr
     assert out.stderr.startswith('error: ') and out.stderr.count('\n') == 1 and message in out.stderr
 
@@ -143,18 +125,18 @@ def test_a_dataset_never_prepared_names_the_command_that_prepares_it(tmp_path):
     assert 'python prepare_data.py cifar100' in out.stderr
 
 
-def test_an_existing_run_is_not_overwritten_without_resume(data_dir, tmp_path):
+def test_an_existing_run_is_not_overwritten_without_resume(cifar_dir, tmp_path):
     (tmp_path / 'run').mkdir()
     (tmp_path / 'run' / 'log.jsonl').write_text('{"iter": 1}\n')
-    out = train(*TINY, f'--data_dir={data_dir}', f'--out_dir={tmp_path}/run', check=False)
+    out = train(*TINY, f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/run', check=False)
     assert out.returncode == 2 and '--init_from=resume' in out.stderr
     assert (tmp_path / 'run' / 'log.jsonl').read_text() == '{"iter": 1}\n'
 
 
 @pytest.mark.slow
-def test_compiled_run_matches_eager_and_evaluation_does_not_recompile(data_dir, tmp_path):
+def test_compiled_run_matches_eager_and_evaluation_does_not_recompile(cifar_dir, tmp_path):
     # the GPU path on a CPU: compiled net and SGD step; three evals, each of which must reuse the graphs
-    common = [*TINY[:-2], f'--data_dir={data_dir}', '--epochs=3', '--eval_every=1', '--lr=0.05',
+    common = [*TINY[:-2], f'--data_dir={cifar_dir}', '--epochs=3', '--eval_every=1', '--lr=0.05',
               '--first_decay=1.0', '--ema_coef=0.9', '--dtype=float32']
     train(*common, f'--out_dir={tmp_path}/eager', '--compile=False')
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_LOGS': 'recompiles,graph_breaks'}
