@@ -7,7 +7,7 @@ EMA of the iterates, the weight norm, the effective LR and optionally the trace 
     python train_resnet.py config/resnet_cpu_demo.py                   # minutes on a laptop CPU
     python train_resnet.py                                             # Figure 1: ResNet-18, lr 0.08, wd 0.0125
     python train_resnet.py --weight_decay=0                            # Figure 1: the same without weight decay
-    python train_resnet.py config/resnet_sphere_lr0.003.py             # Figure 2: projected SGD on a sphere
+    python train_resnet.py config/resnet_sphere.py --lr=0.003          # Figure 2: projected SGD on a sphere
     python train_resnet.py config/resnet_cpu_demo.py --init_from=resume  # continue a run exactly
 
 Writes out/RUN/config.json, log.jsonl (one JSON object per epoch, plus eval lines) and ckpt.pt
