@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use('Agg')  # files only, no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from configurator import ConfigError, apply_args  # noqa: E402
+from configurator import SHORT_NAMES, ConfigError, apply_args  # noqa: E402
 from run_io import read_log  # noqa: E402
 
 OPTIONS = dict(
@@ -34,8 +34,6 @@ OPTIONS = dict(
 # config keys never shown in a legend: they do not change what is learned
 IGNORED_KEYS = {'out_dir', 'device', 'compile', 'log_interval', 'eval_interval', 'eval_every',
                 'eval_iters', 'always_save_checkpoint', 'data_dir', 'hessian_every'}
-SHORT = {'weight_decay': 'wd', 'learning_rate': 'lr', 'wd_mode': 'mode', 'wd_params': 'decay',
-         'batch_size': 'batch', 'optimizer': 'opt'}
 LABELS = {
     'loss': 'training loss (minibatch mean)', 'train_loss': 'train loss (cross-entropy)',
     'val_loss': 'validation loss (cross-entropy)', 'test_loss': 'test loss (cross-entropy)',
@@ -85,7 +83,7 @@ def legend_labels(runs):
     differing = [k for k in keys if len({json.dumps(r['config'].get(k)) for r in runs}) > 1]
     labels = []
     for run in runs:
-        parts = [f"{SHORT.get(k, k)}={run['config'].get(k)}" for k in differing]
+        parts = [f"{SHORT_NAMES.get(k, k)}={run['config'].get(k)}" for k in differing]
         labels.append(', '.join(parts) if parts else run['name'])
     return labels
 
