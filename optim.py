@@ -328,8 +328,8 @@ def weight_norms(params):
     params = [p.detach() for p in params]
     if not params:
         return 0.0, []
-    norms = torch._foreach_norm(params)
-    return torch.linalg.vector_norm(torch.stack(norms)).item(), [n.item() for n in norms]
+    norms = torch.stack(torch._foreach_norm(params)).float()
+    return torch.linalg.vector_norm(norms).item(), norms.tolist()  # two host syncs, not one per tensor
 
 
 def decayed_params(optimizer):
