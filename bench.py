@@ -21,7 +21,8 @@ import time
 import torch
 
 import optim
-from configurator import configure
+import run_io
+from configurator import configure, fail
 
 # -----------------------------------------------------------------------------
 part = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith('-') else 'optim'
@@ -35,29 +36,15 @@ config, _ = configure(globals(), __doc__, sys.argv[2:] if sys.argv[1:2] == [part
 PARTS = ('optim', 'gpt', 'resnet', 'data', 'all')
 
 
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 if part not in PARTS:
     fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
-if str(compile).lower() not in ('auto', 'true', 'false'):
-    fail(f"compile must be auto, True or False, got {compile!r}")
-if steps < 1 or warmup < 0:
-    fail(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
-if device.split(':')[0] not in ('cpu', 'cuda', 'mps'):
-    fail(f"unknown device {device!r}: expected cpu, cuda, cuda:N or mps")
-if device.startswith('cuda') and not torch.cuda.is_available():
-    fail("device is cuda but PyTorch sees no CUDA GPU (try --device=cpu)")
-if device == 'mps' and not torch.backends.mps.is_available():
-    fail("device is mps but PyTorch sees no MPS device (try --device=cpu)")
+device = run_io.resolve_device(device, 'float32', 'false')[0]  # exit 2 if it is not on this machine
 if json:  # found out now, not after minutes of timing
     folder = os.path.dirname(os.path.abspath(json))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
         fail(f"--json={json}: {folder} is not a writable folder")
-compile_optim = str(compile).lower() != 'false'
-compile_models = str(compile).lower() == 'true' or (str(compile).lower() == 'auto' and device.startswith('cuda'))
+compile_optim = compile != 'false'
+compile_models = compile == 'true' or (compile == 'auto' and device.startswith('cuda'))
 # -----------------------------------------------------------------------------
 
 

@@ -369,7 +369,8 @@ def angular_updates(before, after):
     return angles
 
 
-def equilibrium_angular_update(optimizer_name, lr, weight_decay, beta1=0.9, momentum=0.0):
+def equilibrium_angular_update(optimizer_name, lr, weight_decay, wd_mode='decoupled', lr_max=None, beta1=0.9,
+                               momentum=0.0):
     """Rotational-equilibrium angle per step (Kosson et al. 2023) for scale-invariant weights."""
     if optimizer_name == 'adamw':
         return math.sqrt(2 * lr * weight_decay * (1 - beta1) / (1 + beta1))
@@ -378,6 +379,19 @@ def equilibrium_angular_update(optimizer_name, lr, weight_decay, beta1=0.9, mome
     raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
 
 
-def wd_timescale(lr, weight_decay):
+def wd_timescale(lr, weight_decay, wd_mode='decoupled', lr_max=None):
     """Iterations over which weight decay forgets (Wang & Aitchison 2024): tau = 1/(lr*wd)."""
     return 1 / (lr * weight_decay) if lr * weight_decay > 0 else float('inf')
+
+
+def l2_equivalent(optimizer_name, weight_decay, wd_mode='decoupled', momentum=0.0, dampening=0.0, lr_max=None):
+    """Temporary: replaced by the optim-work branch."""
+    if optimizer_name != 'sgd':
+        return weight_decay if wd_mode == 'l2' else None
+    if wd_mode == 'l2':
+        return weight_decay
+    if wd_mode == 'independent':
+        return (1 - momentum) * weight_decay / ((1 - dampening) * lr_max) if lr_max else None
+    if wd_mode == 'decoupled':
+        return (1 - momentum) * weight_decay / (1 - dampening)
+    return None

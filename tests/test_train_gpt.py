@@ -2,6 +2,7 @@ import json
 import math
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -243,3 +244,18 @@ def test_compiled_run_matches_eager_and_compiles_train_and_eval_once(char_data, 
         for key in ('loss', 'train_loss', 'val_loss', 'train_loss_ema'):
             if key in ra:
                 assert rb[key] == pytest.approx(ra[key], rel=1e-3), key
+
+
+def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(char_data, tmp_path):
+    args = ['--eval_interval=10', '--log_interval=5', '--learning_rate=3e-3', '--decay_lr=False', '--warmup_iters=0']
+    ok(train(char_data, tmp_path / 'a', '--max_iters=10', '--weight_decay=0.5', *args))
+    shutil.copytree(tmp_path / 'a', tmp_path / 'b')
+    ok(train(char_data, tmp_path / 'a', '--max_iters=20', '--init_from=resume', '--weight_decay=0.5', *args))
+    out = ok(train(char_data, tmp_path / 'b', '--max_iters=20', '--init_from=resume', '--weight_decay=0', *args))
+    assert '(weight_decay 0.5 -> 0.0)' in out.stdout  # said at the start
+    a, b = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in 'ab')
+    assert [g['weight_decay'] for g in b['optimizer']['param_groups']] == [0.0, 0.0]
+    assert [r['wd'] for r in run_io.read_log(tmp_path / 'b' / 'log.jsonl') if r['iter'] > 10] == [0.0] * 3
+    # the same start, the same batches: only the decay differs, and it shrank a's matrices more
+    norm = lambda ckpt: sum(v.norm() ** 2 for k, v in ckpt['model'].items() if v.dim() >= 2) ** 0.5
+    assert norm(b) > norm(a) * 1.001

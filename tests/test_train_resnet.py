@@ -1,6 +1,7 @@
 """train_resnet.py end to end, on a real CIFAR-10 subset prepared into a temporary folder."""
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,8 +102,8 @@ def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(cif
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--batch_size=0'], 'batch_size must be >= 1'),
-    (['--lr=-0.1'], 'lr and lr_flow must be >= 0'),
+    (['--batch_size=0'], 'batch_size must be at least 1'),
+    (['--lr=-0.1'], 'lr must be >= 0'),
     (['--weight_decay=-1'], 'weight_decay must be >= 0'),
     (['--model=resnet50'], 'unknown model'),
     (['--dataset=mnist'], 'unknown dataset'),
@@ -152,3 +153,20 @@ def test_compiled_run_matches_eager_and_evaluation_does_not_recompile(cifar_dir,
     for ra, rb in zip(a, b):
         for key in ('train_loss', 'test_loss', 'train_loss_ema'):
             assert rb[key] == pytest.approx(ra[key], rel=1e-3), key
+
+
+def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(cifar_dir, tmp_path):
+    common = [*TINY, '--n_train=100', f'--data_dir={cifar_dir}', '--eval_every=1', '--lr=0.1', '--first_decay=1.0',
+              '--ema_coef=0']
+    train(*common, f'--out_dir={tmp_path}/a', '--epochs=1', '--weight_decay=0.5')
+    shutil.copytree(tmp_path / 'a', tmp_path / 'b')
+    train(*common, f'--out_dir={tmp_path}/a', '--epochs=3', '--weight_decay=0.5', '--init_from=resume')
+    out = train(*common, f'--out_dir={tmp_path}/b', '--epochs=3', '--weight_decay=0', '--init_from=resume')
+    assert '(weight_decay 0.5 -> 0.0)' in out.stdout
+    a, b = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in 'ab')
+    assert [g['weight_decay'] for g in b['optimizer']['param_groups']] == [0.0]
+    evals = lines(tmp_path / 'b', True)
+    assert [r['wd'] for r in evals] == [0.5, 0.0, 0.0]
+    assert evals[-1]['reg_objective'] == evals[-1]['train_loss']  # no penalty without weight decay
+    norm = lambda ckpt: sum(v.norm() ** 2 for v in ckpt['model'].values() if v.dim() > 1) ** 0.5
+    assert norm(b) > norm(a) * 1.01  # a's weights kept shrinking by lr*wd = 5% a step, b's did not
