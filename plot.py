@@ -4,6 +4,7 @@ Figures from run folders (out/RUN/config.json + log.jsonl), one panel per metric
     python plot.py out/gpt_wd0 out/gpt_wd0.1 --y=train_loss,val_loss --out=loss.png
     python plot.py out/gpt_* --y=loss --smooth=20 --logy
     python plot.py out/resnet_* --x=epoch --y=test_err,train_loss
+    python plot.py out/cosine_wd* --figure=rotation --out=rotation.png
 
 Runs are told apart in the legend by the config values that differ between them
 (`wd=0.1, lr=0.0006`); an `_ema` metric is drawn dashed beside its iterate. Runs that differ
@@ -17,10 +18,12 @@ Presets (--figure=NAME), one per figure of the paper:
     vision_grid   Fig. 1: test error and train loss over epochs, large / small LR, per wd (ResNet)
     weight_norm   Sec. 2.2: weight norm, effective LR, test error with its EMA (ResNet)
     sphere        Fig. 2: projected SGD on a sphere, loss, fine-tuned error and trace against the LR (ResNet)
+    elr_replay    a run without wd that replays a wd run's effective LR (config elr_from) (ResNet)
     llm_cosine    Fig. 3 left: train and val loss per wd, cosine schedule, the end enlarged (GPT)
     llm_finetune  Fig. 3 right: constant-LR runs and their tiny-LR fine-tuning (GPT)
     bf16          Fig. 4: bfloat16 loss with and without wd, divergences marked (GPT)
     effective_lr  Sec. 3: Adam's effective LR, decayed norm, angular update and its equilibrium
+    rotation      rotational equilibrium: per-tensor angles against the prediction, a panel per run
 """
 import json
 import math
@@ -144,20 +147,20 @@ def series(run, x, y, smooth=1):
 # seeds: runs that differ only in seed are one group, drawn as mean and band
 
 def run_folder(value):
-    """The run folder a config path names (init_from is a ckpt.pt inside it)."""
+    """The run folder a config path names (init_from is a ckpt.pt inside it, elr_from the folder)."""
     path = Path(str(value))
     return path.parent if path.name.endswith('.pt') else path
 
 
 def setting(config, depth=0):
     """What a run learns, as a string: its config less the seed and IGNORED_KEYS. A run started
-    from another (init_from) counts by that run's setting, so the fine-tunings of two seeds are
-    two seeds too."""
+    from another (init_from, elr_from) counts by that run's setting, so the fine-tunings of two
+    seeds are two seeds too."""
     key = {}
     for k, v in config.items():
         if k in IGNORED_KEYS or k == 'seed':
             continue
-        if k == 'init_from' and v not in ('', 'scratch', 'resume') and depth < 3:
+        if k in ('init_from', 'elr_from') and v not in ('', 'scratch', 'resume') and depth < 3:
             try:
                 v = setting(json.loads((run_folder(v) / 'config.json').read_text()), depth + 1)
             except (OSError, json.JSONDecodeError):
@@ -314,7 +317,7 @@ def check_kinds(runs, figure='', x='', ys=()):
             raise PlotError(f"--figure={figure} draws {wanted} runs, but {', '.join(other)} "
                             f"{'are' if len(other) > 1 else 'is a'} {what}" + (f": {split}" if gpt and vision else ''))
         return
-    if not (gpt and vision):
+    if not (gpt and vision) or figure == 'rotation':  # rotation: each run its own panel and x axis
         return
     if figure:
         raise PlotError(f"--figure={figure} draws one kind of run, GPT or ResNet: {split}")
@@ -432,6 +435,31 @@ def figure_sphere(runs, smooth):
     return fig
 
 
+def source_name(group):
+    """The folder name of the run a replay follows (config elr_from)."""
+    name = run_folder(group['config']['elr_from']).name
+    return strip_seed(name) if len(group['runs']) > 1 else name
+
+
+def figure_elr_replay(runs, smooth):
+    """The effective-LR replay: a run with weight decay, one without, and one without weight decay
+    (config elr_from = the first's folder) that sets its LR every step so that its effective LR
+    lr/||w||^2 follows the first's. If the replay matches the wd run, weight decay acted through
+    the effective LR. Panels: effective LR, LR (the replay's grows with ||w||^2), weight norm,
+    training loss, test error (EMA dashed)."""
+    replay = lambda g: bool(g['config'].get('elr_from'))
+    groups = sorted(seed_groups(runs), key=lambda g: (replay(g), -g['config'].get('weight_decay', 0)))
+    labels = [f"replay of {source_name(g)}" if replay(g) else wd_label(g) for g in groups]
+    loss = 'train_loss' if any(group_series(g, 'epoch', 'train_loss')[0] for g in groups) else 'loss'
+    panels = (('eff_lr', True), ('lr', True), ('weight_norm', False), (loss, False), ('test_err', False))
+    fig, axes = new_figure(len(panels), width=4.0)
+    for ax, (y, logy) in zip(axes.flat, panels):
+        if not draw_metric(ax, groups, labels, 'epoch', y, smooth, logy=logy, with_ema=(y == 'test_err')):
+            ax.text(0.5, 0.5, f"no '{y}' logged", ha='center', va='center', transform=ax.transAxes)
+    add_legend(axes[0, 0], groups)
+    return fig
+
+
 def figure_llm_cosine(runs, smooth):
     """Figure 3 left: train loss for each weight decay, the last quarter enlarged, and the
     validation loss there."""
@@ -529,11 +557,60 @@ def figure_effective_lr(runs, smooth):
     return fig
 
 
+def optimizer_title(group):
+    """'adamw, wd_mode=l2, wd=0.1' from a run's config (train_resnet.py has no optimizer key: SGD)."""
+    cfg = group['config']
+    optimizer = cfg.get('optimizer') or ('sgd' if group.get('kind') == 'ResNet' else '?')
+    return f"{optimizer}, wd_mode={cfg.get('wd_mode', 'decoupled')}, wd={cfg.get('weight_decay', 0)}"
+
+
+def figure_rotation(runs, smooth):
+    """Rotational equilibrium, one panel per run (or seed group): the angle each decayed tensor
+    turns in one step, its 10th-90th percentile over the tensors shaded, the mean a line, the
+    equilibrium prediction dashed (averaged over seeds). With AdamW every matrix settles at the
+    predicted angle (a narrow band on the dashed line); Adam + L2 has no prediction and leaves
+    the layers at different angles (a wide band)."""
+    groups = seed_groups(runs)
+    ncols = min(len(groups), 3)
+    fig, axes = new_figure(ncols, math.ceil(len(groups) / ncols), width=4.6, sharey=True)
+    drawn = []
+    for ax, group in zip(axes.flat, groups):
+        x = 'epoch' if group.get('kind') == 'ResNet' else 'iter'
+        xs, mean = group_series(group, x, 'angular_update', smooth)[:2]
+        p10, p90 = (dict(zip(*group_series(group, x, f'angular_update_{p}', smooth)[:2])) for p in ('p10', 'p90'))
+        xb = [v for v in p10 if v in p90]  # older logs have neither: the mean alone
+        draw_band(ax, xb, [p10[v] for v in xb], [p90[v] for v in xb], 'C0', alpha=0.25,
+                  label='10th-90th percentile of the tensors')
+        if xs:
+            ax.plot(xs, mean, color='C0', label='mean over the tensors')
+            ax.set_yscale('log')
+            drawn.append(group)
+        else:
+            ax.text(0.5, 0.5, "no 'angular_update' logged", ha='center', va='center', transform=ax.transAxes)
+        eq = [(v, y) for v, y in zip(*group_series(group, x, 'angular_update_eq', smooth)[:2]) if y > 0]
+        if eq:  # none for Adam + L2; 0 without weight decay
+            ax.plot(*zip(*eq), color='k', linestyle='--', label='equilibrium prediction')
+        elif xs:
+            ax.text(0.03, 0.03, 'no equilibrium predicted', transform=ax.transAxes, fontsize=8, color='gray')
+        ax.set_title(f"{seed_label(group['name'], group)}\n{optimizer_title(group)}", fontsize='medium')
+        ax.set_xlabel(X_LABELS[x])
+        ax.set_ylabel('angle per step (rad)')
+        ax.grid(alpha=0.3)
+        add_legend(ax, [], fontsize='x-small')
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    if not drawn:
+        plt.close(fig)
+        raise PlotError("none of the runs logged angular_update")
+    return fig
+
+
 FIGURES = {'vision_grid': figure_vision_grid, 'weight_norm': figure_weight_norm,
-           'sphere': figure_sphere, 'llm_cosine': figure_llm_cosine,
-           'llm_finetune': figure_llm_finetune, 'bf16': figure_bf16, 'effective_lr': figure_effective_lr}
+           'sphere': figure_sphere, 'elr_replay': figure_elr_replay, 'llm_cosine': figure_llm_cosine,
+           'llm_finetune': figure_llm_finetune, 'bf16': figure_bf16, 'effective_lr': figure_effective_lr,
+           'rotation': figure_rotation}
 # the kind of run each preset is made for (check_kinds); absent: either kind
-FIGURE_KINDS = {'vision_grid': 'ResNet', 'weight_norm': 'ResNet', 'sphere': 'ResNet',
+FIGURE_KINDS = {'vision_grid': 'ResNet', 'weight_norm': 'ResNet', 'sphere': 'ResNet', 'elr_replay': 'ResNet',
                 'llm_cosine': 'GPT', 'llm_finetune': 'GPT', 'bf16': 'GPT'}
 
 

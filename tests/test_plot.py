@@ -110,7 +110,7 @@ def hand_made_line(metric_names, step, lr, seed):
             **{m: (1 + 0.3 * seed) * (1 + 10 * lr) * (1 + i / 10) / step for i, m in enumerate(metric_names)}}
 
 
-PRESET_METRICS = {'vision_grid': 'test_err', 'weight_norm': 'weight_norm', 'sphere': 'loss',
+PRESET_METRICS = {'vision_grid': 'test_err', 'weight_norm': 'weight_norm', 'sphere': 'loss', 'elr_replay': 'eff_lr',
                   'llm_cosine': 'train_loss', 'llm_finetune': 'train_loss', 'bf16': 'loss',
                   'effective_lr': 'adam_elr'}  # the metric of each preset's first panel
 
@@ -173,6 +173,63 @@ def test_gpt_and_resnet_runs_together_exit_2_saying_how_to_split_them(tmp_path, 
     assert [line.get_label() for line in lines] == ['GPT: wd=0.0', 'GPT: wd=0.1', 'ResNet: resnet']
 
 
+def test_rotation_figure_draws_the_tensor_spread_the_mean_and_the_prediction(tmp_path):
+    def lines(seed=0, percentiles=True, eq=0.015):
+        return [{'iter': 10 * s, 'tokens': 640 * s, 'eval': True, 'angular_update': 0.02 * (1 + 0.5 * seed) / s,
+                 'angular_update_eq': eq,
+                 **({'angular_update_p10': 0.01 * (1 + seed) / s, 'angular_update_p90': 0.04 * (1 + seed / 4) / s}
+                    if percentiles else {})} for s in (1, 2, 3)]
+    adamw = {'optimizer': 'adamw', 'wd_mode': 'decoupled', 'weight_decay': 0.1, 'max_iters': 30}
+    paths = [fake_run(tmp_path / f'adamw_seed{s}', {**adamw, 'seed': s}, lines(s)) for s in (0, 1)]
+    paths.append(fake_run(tmp_path / 'adam_l2', {**adamw, 'wd_mode': 'l2'}, lines(eq=None)))
+    paths.append(fake_run(tmp_path / 'old', {**adamw, 'weight_decay': 0.3}, lines(percentiles=False)))  # no p10/p90
+    paths.append(fake_run(tmp_path / 'resnet', {'weight_decay': 0.05, 'wd_mode': 'decoupled', 'epochs': 3},
+                          [{'iter': 10 * e, 'epoch': e, 'eval': True, 'angular_update': 0.1 / e, 'angular_update_p10':
+                            0.05 / e, 'angular_update_p90': 0.2 / e, 'angular_update_eq': 0.08} for e in (1, 2, 3)]))
+    seeds, l2, old, resnet = [ax for ax in plot.figure_rotation(plot.load_runs(paths), 1).axes if ax.get_visible()]
+    assert 'adamw (2 seeds)' in seeds.get_title() and 'adamw, wd_mode=decoupled, wd=0.1' in seeds.get_title()
+    assert 'wd_mode=l2' in l2.get_title() and 'wd=0.3' in old.get_title()
+    assert 'sgd, wd_mode=decoupled, wd=0.05' in resnet.get_title() and resnet.get_xlabel() == 'epoch'
+    assert {ax.get_yscale() for ax in (seeds, l2, old, resnet)} == {'log'}
+    # seeds: the mean over seeds of each logged curve; the band from the mean p10 to the mean p90
+    a, b = lines(0), lines(1)
+    mean, prediction = seeds.get_lines()
+    assert list(mean.get_ydata()) == pytest.approx([(x['angular_update'] + y['angular_update']) / 2 for x, y in zip(a, b)])
+    lows, highs = band_limits(seeds.collections[0], [10, 20, 30])
+    assert lows == pytest.approx([(x['angular_update_p10'] + y['angular_update_p10']) / 2 for x, y in zip(a, b)])
+    assert highs == pytest.approx([(x['angular_update_p90'] + y['angular_update_p90']) / 2 for x, y in zip(a, b)])
+    assert prediction.get_linestyle() == '--' and list(prediction.get_ydata()) == [0.015] * 3
+    # Adam + L2: the band, no prediction; an older log: the mean and prediction, no band
+    assert len(l2.collections) == 1 and [line.get_linestyle() for line in l2.get_lines()] == ['-']
+    assert 'no equilibrium predicted' in [t.get_text() for t in l2.texts]
+    assert not old.collections and [line.get_linestyle() for line in old.get_lines()] == ['-', '--']
+
+
+def test_elr_replay_figure_labels_the_wd_run_the_run_without_and_the_replay(tmp_path):
+    def lines(lr_growth, test_err):
+        return [{'iter': 10 * e, 'epoch': e, 'eval': True, 'lr': 0.1 * lr_growth ** e, 'eff_lr': 0.01 / e,
+                 'weight_norm': 10.0 * lr_growth ** (e / 2), 'train_loss': 2.0 / e, 'test_err': test_err / e,
+                 'test_err_ema': 0.9 * test_err / e} for e in (1, 2, 3)]
+    base = {'lr': 0.1, 'epochs': 3, 'seed': 0, 'elr_from': ''}
+    source = fake_run(tmp_path / 'src', {**base, 'weight_decay': 0.05}, lines(1.0, 0.3))
+    nowd = fake_run(tmp_path / 'nowd', {**base, 'weight_decay': 0}, lines(1.0, 0.4))
+    replay = fake_run(tmp_path / 'replay', {**base, 'weight_decay': 0, 'elr_from': str(source)}, lines(1.5, 0.31))
+    fig = plot.figure_elr_replay(plot.load_runs([replay, nowd, source]), 1)
+    panels = [ax for ax in fig.axes if ax.get_lines()]
+    assert [ax.get_ylabel() for ax in panels] == [plot.LABELS[k] for k in ('eff_lr', 'lr', 'weight_norm',
+                                                                          'train_loss', 'test_err')]
+    assert [t.get_text() for t in panels[0].get_legend().get_texts()] == ['wd=0.05', 'wd=0', 'replay of src']
+    assert panels[0].get_yscale() == panels[1].get_yscale() == 'log'
+    assert list(panels[1].get_lines()[2].get_ydata()) == pytest.approx([0.1 * 1.5 ** e for e in (1, 2, 3)])
+    assert [line.get_linestyle() for line in panels[4].get_lines()] == ['-', '--'] * 3  # the EMA dashed
+    # a replay whose source is not among the runs (or is gone) still plots, under the source's name
+    gone = fake_run(tmp_path / 'replay2', {**base, 'weight_decay': 0, 'elr_from': str(tmp_path / 'gone')},
+                    lines(1.5, 0.31))
+    fig = plot.figure_elr_replay(plot.load_runs([nowd, gone]), 1)
+    assert len([ax for ax in fig.axes if ax.get_lines()]) == 5
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ['wd=0', 'replay of gone']
+
+
 # -----------------------------------------------------------------------------
 # the presets, on logs written by short real runs of both training scripts
 
@@ -222,6 +279,8 @@ def panels_with_lines(fig):
     ('vision_grid', ['resnet_lr0.1_wd0.05', 'resnet_lr0.1_wd0.0', 'resnet_lr0.01_wd0.0'], 4),
     ('weight_norm', ['resnet_lr0.1_wd0.05', 'resnet_lr0.1_wd0.0'], 3),
     ('sphere', ['sphere_lr0.003', 'sphere_lr0.03'], 4),
+    ('elr_replay', ['resnet_lr0.1_wd0.05', 'resnet_lr0.1_wd0.0'], 5),
+    ('rotation', ['gpt_wd0.0', 'gpt_wd0.5', 'resnet_lr0.1_wd0.05'], 3),
 ])
 def test_each_preset_draws_all_its_panels_from_real_runs(real_runs, figure, runs, n_panels):
     with warnings.catch_warnings():  # no matplotlib warning (constrained layout, empty legend) on normal use
