@@ -52,11 +52,11 @@ def _weight_decay(group):
     return 0.0, 1 - _decoupled_factor(group)
 
 
-def _split(params, key):
+def _split(params, keys):
     """[(key, [params with that key]), ...] in order: tensors an update can treat together."""
     buckets = {}
-    for p in params:
-        buckets.setdefault(key(p), []).append(p)
+    for p, key in zip(params, keys):
+        buckets.setdefault(key, []).append(p)
     return list(buckets.items())
 
 
@@ -127,8 +127,8 @@ class SGD(_Optimizer):
             raise ValueError(f"momentum must be >= 0, got {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                        weight_decay=weight_decay, wd_mode=wd_mode)
+        defaults = {'lr': lr, 'momentum': momentum, 'dampening': dampening, 'nesterov': nesterov,
+                    'weight_decay': weight_decay, 'wd_mode': wd_mode}
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -144,7 +144,7 @@ class SGD(_Optimizer):
             l2, shrink = _weight_decay(group)
             momentum = group['momentum']
             # tensors with a momentum buffer, and those at their first step (all of them at step 1)
-            new = lambda p: momentum != 0 and 'momentum_buffer' not in self.state[p]
+            new = [momentum != 0 and 'momentum_buffer' not in self.state[p] for p in params]
             for first, ps in _split(params, new):
                 if first:
                     for p in ps:
@@ -168,8 +168,8 @@ class AdamW(_Optimizer):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        wd_mode=wd_mode)
+        defaults = {'lr': lr, 'betas': tuple(betas), 'eps': eps, 'weight_decay': weight_decay,
+                    'wd_mode': wd_mode}
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -190,12 +190,13 @@ class AdamW(_Optimizer):
             l2, shrink = _weight_decay(group)
             beta1, beta2 = group['betas']
             # tensors at the same step share the bias corrections: one call, unless some had no gradient
-            for t, ps in _split(params, lambda p: self.state[p]['step']):
-                scalar = lambda x: self._scalar(x, ps[0].device)
+            for t, ps in _split(params, [self.state[p]['step'] for p in params]):
+                device = ps[0].device
                 self.update(ps, [p.grad for p in ps], [self.state[p]['exp_avg'] for p in ps],
-                            [self.state[p]['exp_avg_sq'] for p in ps], scalar(group['lr']), l2,
-                            None if shrink is None else scalar(shrink), beta1, beta2, group['eps'],
-                            scalar(1 - beta1 ** t), scalar(1 - beta2 ** t))
+                            [self.state[p]['exp_avg_sq'] for p in ps], self._scalar(group['lr'], device), l2,
+                            None if shrink is None else self._scalar(shrink, device), beta1, beta2,
+                            group['eps'], self._scalar(1 - beta1 ** t, device),
+                            self._scalar(1 - beta2 ** t, device))
         return loss
 
 
@@ -229,8 +230,8 @@ def param_groups(model, weight_decay, wd_params='matrices'):
         is_decayed = lambda p: any(k in n for k in keys for n in names[p])
     decay = [p for p in names if is_decayed(p)]
     no_decay = [p for p in names if not is_decayed(p)]
-    groups = [dict(params=decay, weight_decay=weight_decay, decayed=True),
-              dict(params=no_decay, weight_decay=0.0, decayed=False)]
+    groups = [{'params': decay, 'weight_decay': weight_decay, 'decayed': True},
+              {'params': no_decay, 'weight_decay': 0.0, 'decayed': False}]
     groups = [g for g in groups if g['params']]  # torch.optim accepts no empty group
     count = lambda ps: sum(p.numel() for p in ps)
     summary = (f"weight decay {weight_decay} on {len(decay)} tensors ({count(decay):,} parameters), "

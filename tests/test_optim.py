@@ -1,10 +1,10 @@
-import copy
 import io
+import itertools
 import math
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 import optim
 
@@ -29,8 +29,8 @@ def make_batches():
 def two_groups(net, wd):
     """Matrices with weight decay wd, vectors with wd/2: per-group values must be respected."""
     params = list(net.parameters())
-    return [dict(params=[p for p in params if p.dim() >= 2], weight_decay=wd),
-            dict(params=[p for p in params if p.dim() < 2], weight_decay=wd / 2)]
+    return [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': wd},
+            {'params': [p for p in params if p.dim() < 2], 'weight_decay': wd / 2}]
 
 
 def lr_at(t, base):
@@ -86,7 +86,7 @@ def assert_close(params, reference):
 
 @pytest.mark.parametrize('restart_at', [None, RESTART_AT])
 def test_adamw_decoupled_equals_torch_adamw(restart_at):
-    kw = dict(lr=3e-3, betas=(0.9, 0.95), eps=1e-8)
+    kw = {'lr': 3e-3, 'betas': (0.9, 0.95), 'eps': 1e-8}
     ours = train(lambda g: optim.AdamW(g, **kw), 3e-3, 0.5, restart_at)
     ref = train(lambda g: torch.optim.AdamW(g, foreach=True, **kw), 3e-3, 0.5)
     assert_close(ours, ref)
@@ -94,7 +94,7 @@ def test_adamw_decoupled_equals_torch_adamw(restart_at):
 
 @pytest.mark.parametrize('restart_at', [None, RESTART_AT])
 def test_adamw_l2_equals_torch_adam_with_weight_decay(restart_at):
-    kw = dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6)
+    kw = {'lr': 3e-3, 'betas': (0.8, 0.99), 'eps': 1e-6}
     ours = train(lambda g: optim.AdamW(g, wd_mode='l2', **kw), 3e-3, 0.5, restart_at)
     ref = train(lambda g: torch.optim.Adam(g, foreach=True, **kw), 3e-3, 0.5)
     assert_close(ours, ref)
@@ -104,7 +104,7 @@ def test_adamw_l2_equals_torch_adam_with_weight_decay(restart_at):
     (0.0, 0.0, False), (0.9, 0.0, False), (0.9, 0.3, False), (0.9, 0.0, True)])
 @pytest.mark.parametrize('restart_at', [None, RESTART_AT])
 def test_sgd_l2_equals_torch_sgd(momentum, dampening, nesterov, restart_at):
-    kw = dict(lr=0.05, momentum=momentum, dampening=dampening, nesterov=nesterov)
+    kw = {'lr': 0.05, 'momentum': momentum, 'dampening': dampening, 'nesterov': nesterov}
     ours = train(lambda g: optim.SGD(g, wd_mode='l2', **kw), 0.05, 0.1, restart_at)
     ref = train(lambda g: torch.optim.SGD(g, foreach=True, **kw), 0.05, 0.1)
     assert_close(ours, ref)
@@ -290,9 +290,9 @@ def test_param_groups_reject_a_substring_that_matches_nothing():
 
 def test_cosine_schedule_warms_up_then_decays_to_min_lr():
     lrs = [optim.cosine_lr(it, 1.0, 0.1, 10, 100) for it in range(120)]
-    assert lrs[0] == pytest.approx(1 / 11) and all(a < b for a, b in zip(lrs[:10], lrs[1:11]))
+    assert lrs[0] == pytest.approx(1 / 11) and all(a < b for a, b in itertools.pairwise(lrs[:11]))
     assert lrs[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[55] == pytest.approx(0.55)  # half way: the mean of lr and min_lr
     assert lrs[100] == lrs[119] == 0.1
 
@@ -336,8 +336,8 @@ def test_weight_norms_global_and_per_tensor():
 
 def test_adam_effective_lr_is_the_mean_step_over_decayed_parameters():
     w, b = nn.Parameter(torch.randn(4, 3)), nn.Parameter(torch.randn(3))
-    opt = optim.AdamW([dict(params=[w], weight_decay=0.0, decayed=True),
-                       dict(params=[b], weight_decay=0.0, decayed=False)], lr=0.01, eps=1e-8)
+    opt = optim.AdamW([{'params': [w], 'weight_decay': 0.0, 'decayed': True},
+                       {'params': [b], 'weight_decay': 0.0, 'decayed': False}], lr=0.01, eps=1e-8)
     for _ in range(3):
         opt.zero_grad()
         ((w.sum(0) * b) ** 2).sum().backward()
@@ -387,7 +387,7 @@ def test_compiled_adamw_equals_eager_and_compiles_once_per_group(wd_mode):
 @pytest.mark.slow
 @pytest.mark.parametrize('momentum,nesterov', [(0.0, False), (0.9, True)])
 def test_compiled_sgd_equals_torch_sgd(momentum, nesterov):
-    kw = dict(lr=0.05, momentum=momentum, nesterov=nesterov)
+    kw = {'lr': 0.05, 'momentum': momentum, 'nesterov': nesterov}
     ours, graphs = compiled_graphs(lambda g: optim.SGD(g, wd_mode='l2', **kw), 0.05, 0.1)
     assert_close(ours, train(lambda g: torch.optim.SGD(g, foreach=True, **kw), 0.05, 0.1))
     assert graphs == (4 if momentum else 2)  # momentum: the first step (buffers set to g) is its own graph
