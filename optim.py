@@ -33,13 +33,10 @@ def _check_hyperparameters(lr, weight_decay, wd_mode):
 
 
 def _decoupled_factor(group):
-    """The multiplier of lr*wd in the decoupled shrink p <- p - factor*p, or 0 for 'l2'."""
-    lr, wd = group['lr'], group['weight_decay']
-    if group['wd_mode'] == 'decoupled':
-        return lr * wd
-    if group['wd_mode'] == 'independent':
-        return lr / group['initial_lr'] * wd if group['initial_lr'] > 0 else 0.0
-    return 0.0
+    """The decoupled shrink's fraction of the weights p <- p - factor*p, or 0 for 'l2'."""
+    if group['wd_mode'] == 'l2':
+        return 0.0
+    return _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'], group['initial_lr'])
 
 
 def _weight_decay(group):
@@ -370,15 +367,63 @@ def angular_updates(before, after):
     return angles
 
 
-def equilibrium_angular_update(optimizer_name, lr, weight_decay, beta1=0.9, momentum=0.0):
-    """Rotational-equilibrium angle per step (Kosson et al. 2023) for scale-invariant weights."""
+# -----------------------------------------------------------------------------
+# weight decay by mode: every formula that depends on wd_mode lives here
+
+def _decay_per_step(lr, weight_decay, wd_mode='decoupled', lr_max=None):
+    """The fraction of a weight that weight decay removes per step, p <- p - rate*p: lr*wd, and
+    (lr/lr_max)*wd for 'independent' (0 when lr_max is 0: a run started at lr 0 is not decayed)."""
+    if wd_mode not in WD_MODES:
+        raise ValueError(f"unknown wd_mode {wd_mode!r}: expected one of {', '.join(WD_MODES)}")
+    if wd_mode != 'independent':
+        return lr * weight_decay
+    if lr_max is None:
+        raise ValueError("wd_mode='independent' needs lr_max (the group's initial_lr, the peak LR)")
+    return lr / lr_max * weight_decay if lr_max > 0 else 0.0
+
+
+def wd_timescale(lr, weight_decay, wd_mode='decoupled', lr_max=None):
+    """Iterations over which weight decay forgets (Wang & Aitchison 2024): tau = 1/(per-step shrink),
+    1/(lr*wd), or 1/((lr/lr_max)*wd) for 'independent'. For SGD, 'l2' shrinks by lr*wd too; with
+    Adam's 'l2' the shrink is divided by sqrt(v_hat) per coordinate and tau is only SGD's value."""
+    rate = _decay_per_step(lr, weight_decay, wd_mode, lr_max)
+    return 1 / rate if rate > 0 else float('inf')
+
+
+def equilibrium_angular_update(optimizer_name, lr, weight_decay, wd_mode='decoupled', lr_max=None,
+                               beta1=0.9, momentum=0.0):
+    """Angle (radians) between consecutive iterates of a scale-invariant weight at rotational
+    equilibrium (Kosson et al., ICML 2024), or None where the mode has none. SGD: heavy-ball momentum.
+
+    Assumptions: the loss does not depend on ||w||, so its gradient is orthogonal to w, and the run is
+    in a steady state (E||w||^2 constant) with the gradients of different steps uncorrelated."""
+    if optimizer_name not in ('adamw', 'sgd'):
+        raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
+    if optimizer_name == 'adamw' and wd_mode == 'l2':
+        return None  # the decay is divided by sqrt(v_hat), different in every layer: no common balance
+    # At equilibrium what the decay removes from ||w||^2 per step, 2*rate*||w||^2, balances what the
+    # gradients add: each g, orthogonal to w, moves w by lr*g/(1-m) in all, its momentum's sum (Adam:
+    # lr*g/sqrt(v), lr^2 per coordinate squared). The angle per step is |step|/||w||, with E|step|^2 =
+    # lr^2*|g|^2/(1-m^2) for SGD and lr^2*d*(1-beta1)/(1+beta1) for Adam over d coordinates.
+    rate = _decay_per_step(lr, weight_decay, wd_mode, lr_max)  # 'independent': wd -> wd/lr_max
     if optimizer_name == 'adamw':
-        return math.sqrt(2 * lr * weight_decay * (1 - beta1) / (1 + beta1))
-    if optimizer_name == 'sgd':
-        return math.sqrt(2 * lr * weight_decay / (1 + momentum))
-    raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
+        return math.sqrt(2 * rate * (1 - beta1) / (1 + beta1))
+    if wd_mode == 'l2':  # the decay passes through the momentum: it removes rate/(1-m) per step
+        return math.sqrt(2 * rate / (1 + momentum))
+    return math.sqrt(2 * rate * (1 - momentum) / (1 + momentum))
 
 
-def wd_timescale(lr, weight_decay):
-    """Iterations over which weight decay forgets (Wang & Aitchison 2024): tau = 1/(lr*wd)."""
-    return 1 / (lr * weight_decay) if lr * weight_decay > 0 else float('inf')
+def l2_equivalent(optimizer_name, weight_decay, wd_mode, momentum=0.0, dampening=0.0, lr_max=None):
+    """The coefficient c such that the fixed points of the update are the stationary points of
+    f + c/2*||w||^2: the regularised objective a run minimises. None where there is no such objective."""
+    if optimizer_name not in ('adamw', 'sgd'):
+        raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
+    rate_per_lr = _decay_per_step(1.0, weight_decay, wd_mode, lr_max)  # the shrink is rate_per_lr*lr
+    if wd_mode == 'l2':
+        return weight_decay  # g + wd*w = 0 at a fixed point, whatever the momentum or Adam's scaling
+    if optimizer_name == 'adamw':
+        # a fixed point has rate*w = -lr*m_hat/(sqrt(v_hat)+eps), about -lr*sign(g): a bound on |w|, no penalty
+        return None
+    # SGD: at a fixed point the buffer b = m*b + (1-d)*g holds b = (1-d)*g/(1-m) (without momentum
+    # there is no buffer: b = g), and the step is 0: rate*w + lr*b = 0, i.e. g + rate/lr*(1-m)/(1-d)*w = 0
+    return rate_per_lr * ((1 - momentum) / (1 - dampening) if momentum != 0 else 1.0)

@@ -391,3 +391,130 @@ def test_compiled_sgd_equals_torch_sgd(momentum, nesterov):
     ours, graphs = compiled_graphs(lambda g: optim.SGD(g, wd_mode='l2', **kw), 0.05, 0.1)
     assert_close(ours, train(lambda g: torch.optim.SGD(g, foreach=True, **kw), 0.05, 0.1))
     assert graphs == (4 if momentum else 2)  # momentum: the first step (buffers set to g) is its own graph
+
+
+# -----------------------------------------------------------------------------
+# weight decay by mode: each formula against what the optimizers actually do
+
+def simulated_angle(make_opt, lr, dim=2048, steps=2000):
+    """Mean angle per step over the second half of a random walk of a scale-invariant weight: each
+    gradient is random, orthogonal to w and of norm 1/||w||, as the gradient of a loss that ignores ||w||."""
+    gen = torch.Generator().manual_seed(0)
+    w = nn.Parameter(torch.randn(dim, generator=gen) / dim ** 0.5)
+    opt = make_opt([w])
+    opt.param_groups[0]['lr'] = lr  # may be below the LR at construction: lr/lr_max < 1 for 'independent'
+    angles = []
+    for _ in range(steps):
+        before = w.detach().double().clone()
+        r = torch.randn(dim, generator=gen, dtype=torch.float64) / dim ** 0.5
+        r -= (r @ before) / (before @ before) * before
+        w.grad = (r / before.norm()).float()
+        opt.step()
+        after = w.detach().double()
+        angles.append(torch.arccos(before @ after / (before.norm() * after.norm())))
+    return torch.stack(angles[steps // 2:]).mean().item()
+
+
+EQUILIBRIUM_CASES = {  # name: (the optimizer, built at lr_max; the lr during the run; the predicted angle)
+    'adamw': (lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.5, betas=(0.9, 0.99)), 0.01,
+              lambda: optim.equilibrium_angular_update('adamw', 0.01, 0.5, beta1=0.9)),
+    'adamw_independent': (lambda p: optim.AdamW(p, lr=0.04, weight_decay=0.012, betas=(0.9, 0.99),
+                                                wd_mode='independent'), 0.01,
+                          lambda: optim.equilibrium_angular_update('adamw', 0.01, 0.012, 'independent',
+                                                                   lr_max=0.04, beta1=0.9)),
+    'sgd_decoupled': (lambda p: optim.SGD(p, lr=0.05, weight_decay=0.1), 0.05,
+                      lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.1)),
+    'sgd_decoupled_momentum': (lambda p: optim.SGD(p, lr=0.05, weight_decay=0.1, momentum=0.9), 0.05,
+                               lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.1, momentum=0.9)),
+    'sgd_l2_momentum': (lambda p: optim.SGD(p, lr=0.05, weight_decay=0.1, momentum=0.9, wd_mode='l2'), 0.05,
+                        lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.1, 'l2', momentum=0.9)),
+    'sgd_independent_momentum': (lambda p: optim.SGD(p, lr=0.2, weight_decay=0.03, momentum=0.9,
+                                                     wd_mode='independent'), 0.05,
+                                 lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.03, 'independent',
+                                                                          lr_max=0.2, momentum=0.9)),
+}
+
+
+@pytest.mark.parametrize('case', list(EQUILIBRIUM_CASES))
+def test_equilibrium_angle_matches_a_simulated_random_walk(case):
+    make_opt, lr, predicted = EQUILIBRIUM_CASES[case]
+    assert simulated_angle(make_opt, lr) == pytest.approx(predicted(), rel=0.05)
+
+
+def test_equilibrium_angle_is_none_without_an_equilibrium_and_zero_without_decay():
+    assert optim.equilibrium_angular_update('adamw', 1e-3, 0.1, 'l2') is None  # each layer its own balance
+    assert optim.equilibrium_angular_update('sgd', 0.1, 0.0, momentum=0.9) == 0.0
+    assert optim.equilibrium_angular_update('sgd', 0.1, 0.1, 'independent', lr_max=0.0) == 0.0
+    with pytest.raises(ValueError, match='lr_max'):
+        optim.equilibrium_angular_update('sgd', 0.1, 0.1, 'independent')
+    with pytest.raises(ValueError, match='wd_mode'):
+        optim.equilibrium_angular_update('adamw', 1e-3, 0.1, 0.9)  # beta1 where wd_mode belongs
+
+
+TOY_CURVATURE = torch.tensor([1.0, 3.0], dtype=torch.float64)
+TOY_TARGET = torch.tensor([1.0, -2.0], dtype=torch.float64)
+
+
+def toy_fixed_point(make_opt, lr, steps=2000, lr_decay=1.0):
+    """Where an optimizer ends on f(w) = sum(a/2*(w - w0)^2) (exact gradients, float64)."""
+    w = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    opt = make_opt([w])
+    for t in range(steps):
+        opt.param_groups[0]['lr'] = lr * lr_decay ** t  # Adam reaches its fixed point only as lr -> 0
+        w.grad = TOY_CURVATURE * (w.detach() - TOY_TARGET)
+        opt.step()
+    return w.detach()
+
+
+L2_CASES = {  # name: (the optimizer, built at lr_max; the lr during the run; its decay per step; c)
+    'sgd_decoupled': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5), 0.1, 1.0,
+                      lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled')),
+    'sgd_decoupled_momentum': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9), 0.1, 1.0,
+                               lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled', momentum=0.9)),
+    'sgd_decoupled_dampening': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9, dampening=0.3),
+                                0.1, 1.0,
+                                lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled', momentum=0.9, dampening=0.3)),
+    'sgd_decoupled_nesterov': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9, nesterov=True),
+                               0.1, 1.0, lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled', momentum=0.9)),
+    'sgd_l2_momentum': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9, wd_mode='l2'), 0.1, 1.0,
+                        lambda: optim.l2_equivalent('sgd', 0.5, 'l2', momentum=0.9)),
+    'sgd_independent_momentum': (lambda p: optim.SGD(p, lr=0.2, weight_decay=0.05, momentum=0.9,
+                                                     wd_mode='independent'), 0.1, 1.0,
+                                 lambda: optim.l2_equivalent('sgd', 0.05, 'independent', momentum=0.9, lr_max=0.2)),
+    'adam_l2': (lambda p: optim.AdamW(p, lr=0.05, weight_decay=0.5, wd_mode='l2'), 0.05, 0.997,
+                lambda: optim.l2_equivalent('adamw', 0.5, 'l2')),
+}
+
+
+@pytest.mark.parametrize('case', list(L2_CASES))
+def test_l2_equivalent_gives_the_minimiser_a_toy_run_converges_to(case):
+    make_opt, lr, lr_decay, c = L2_CASES[case]
+    final = toy_fixed_point(make_opt, lr, steps=3000 if lr_decay < 1 else 2000, lr_decay=lr_decay)
+    # the minimiser of sum(a/2*(w - w0)^2) + c/2*|w|^2, in closed form
+    expected = TOY_CURVATURE * TOY_TARGET / (TOY_CURVATURE + c())
+    torch.testing.assert_close(final, expected, rtol=0, atol=1e-5)
+
+
+def test_l2_equivalent_is_none_where_no_penalty_is_minimised():
+    assert optim.l2_equivalent('adamw', 0.1, 'decoupled') is None
+    assert optim.l2_equivalent('adamw', 0.1, 'independent', lr_max=1e-3) is None
+    # AdamW's fixed point is |w| = lr*|u|/(lr*wd), about 1/wd here: no c puts both coordinates there
+    final = toy_fixed_point(lambda p: optim.AdamW(p, lr=0.05, weight_decay=2.0), 0.05, 3000, lr_decay=0.997)
+    assert final.abs().tolist() == pytest.approx([0.5, 0.5], abs=1e-2)
+
+
+@pytest.mark.parametrize('make,wd_mode,lr_max', [
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.02), 'decoupled', None),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.02, wd_mode='l2'), 'l2', None),
+    (lambda p: optim.SGD(p, lr=0.4, weight_decay=0.02, momentum=0.9, wd_mode='independent'), 'independent', 0.4),
+    (lambda p: optim.AdamW(p, lr=0.1, weight_decay=0.02), 'decoupled', None)])
+def test_wd_timescale_is_the_inverse_of_the_shrink_per_step(make, wd_mode, lr_max):
+    """With zero gradients a weight decays as (1 - 1/tau)^t."""
+    p = nn.Parameter(torch.ones(4, dtype=torch.float64))
+    opt = make([p])
+    opt.param_groups[0]['lr'] = 0.1
+    for _ in range(50):
+        p.grad = torch.zeros_like(p)
+        opt.step()
+    tau = optim.wd_timescale(0.1, 0.02, wd_mode, lr_max)
+    torch.testing.assert_close(p.detach(), torch.full_like(p, (1 - 1 / tau) ** 50))
