@@ -58,13 +58,28 @@ def _split(params, keys):
 
 
 class _Optimizer(torch.optim.Optimizer):
-    """What SGD and AdamW share: initial_lr for the 'independent' mode, and compile()."""
+    """What SGD and AdamW share: initial_lr for the 'independent' mode, loading a checkpoint's state
+    under this run's hyperparameters, and compile()."""
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
         for group in self.param_groups:
             group.setdefault('initial_lr', group['lr'])  # lr_max of the 'independent' mode
         self.compiled = False
+
+    def load_state_dict(self, state_dict):
+        """A resumed run uses the hyperparameters it was started with now, never silently the checkpoint's:
+        only the per-parameter state (moments, step counts) is loaded; every group key but 'params' is kept."""
+        saved = state_dict['param_groups']
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"the checkpoint's optimizer has {len(saved)} parameter groups and this one "
+                             f"{len(self.param_groups)}: the parameters are not split the same way (wd_params?)")
+        kept = [{k: v for k, v in group.items() if k != 'params'} for group in self.param_groups]
+        super().load_state_dict(state_dict)  # checks the group sizes and moves the state to the parameters
+        for group, hyperparameters in zip(self.param_groups, kept):
+            params = group['params']
+            group.clear()  # drops keys only the checkpoint had
+            group.update(params=params, **hyperparameters)
 
     def compile(self):
         """Fuse the update into one pass over memory per tensor with torch.compile (the first

@@ -176,6 +176,71 @@ def test_adamw_equals_float64_reference(wd_mode):
     assert_close(ours, ref.params)
 
 
+def checkpoint_of(make_opt, w, steps=3):
+    """An optimizer's state dict after a few steps on random gradients, through torch.save/load."""
+    opt = make_opt([w])
+    for _ in range(steps):
+        w.grad = torch.randn_like(w)
+        opt.step()
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    return opt, torch.load(buf)
+
+
+def test_a_resumed_adamw_keeps_its_own_hyperparameters_and_takes_the_moments():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(4, 3))
+    old, ckpt = checkpoint_of(lambda p: optim.AdamW(p, lr=0.01, betas=(0.9, 0.95), weight_decay=0.1), w)
+    resumed = nn.Parameter(w.detach().clone())
+    opt = optim.AdamW([resumed], lr=0.02, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.0)
+    fresh_keys = set(opt.param_groups[0])
+    opt.load_state_dict(ckpt)
+    group = opt.param_groups[0]
+    assert (group['weight_decay'], group['lr'], group['initial_lr'], group['betas'], group['eps']) == (
+        0.0, 0.02, 0.02, (0.8, 0.9), 1e-6)
+    assert set(group) == fresh_keys
+    state = opt.state[resumed]
+    assert state['step'] == 3
+    assert torch.equal(state['exp_avg'], old.state[w]['exp_avg'])
+    assert torch.equal(state['exp_avg_sq'], old.state[w]['exp_avg_sq'])
+    # the next step, written out in float64 from the checkpoint's moments and this run's hyperparameters
+    g = torch.randn_like(w)
+    m = 0.8 * state['exp_avg'].double() + 0.2 * g.double()
+    v = 0.9 * state['exp_avg_sq'].double() + 0.1 * g.double() ** 2
+    expected = w.double() - 0.02 * (m / (1 - 0.8 ** 4)) / ((v / (1 - 0.9 ** 4)).sqrt() + 1e-6)
+    resumed.grad = g
+    opt.step()
+    torch.testing.assert_close(resumed.detach().double(), expected, rtol=1e-6, atol=1e-7)
+    decayed = expected * (1 - 0.02 * 0.1)  # what the checkpoint's weight decay would have given
+    assert (resumed.detach().double() - decayed).abs().max() > 1e-4
+
+
+def test_a_resumed_sgd_keeps_its_own_weight_decay_and_takes_the_momentum_buffer():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(5))
+    old, ckpt = checkpoint_of(lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1, wd_mode='l2'), w)
+    resumed = nn.Parameter(w.detach().clone())
+    opt = optim.SGD([resumed], lr=0.05, momentum=0.5)
+    opt.load_state_dict(ckpt)
+    group = opt.param_groups[0]
+    assert (group['weight_decay'], group['wd_mode'], group['lr'], group['momentum']) == (0.0, 'decoupled', 0.05, 0.5)
+    buf = opt.state[resumed]['momentum_buffer']
+    assert torch.equal(buf, old.state[w]['momentum_buffer'])
+    g = torch.randn_like(w)
+    expected = w.double() - 0.05 * (0.5 * buf.double() + g.double())
+    resumed.grad = g
+    opt.step()
+    torch.testing.assert_close(resumed.detach().double(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_loading_a_checkpoint_with_another_number_of_groups_is_a_clear_error():
+    a, b = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(3))
+    _, ckpt = checkpoint_of(lambda p: optim.AdamW([{'params': p}, {'params': [b]}], lr=0.1), a, steps=0)
+    with pytest.raises(ValueError, match='has 2 parameter groups and this one 1'):
+        optim.AdamW([a, b], lr=0.1).load_state_dict(ckpt)
+
+
 def test_independent_mode_uses_the_lr_at_construction_as_lr_max():
     p = nn.Parameter(torch.ones(3))
     opt = optim.SGD([p], lr=0.5, weight_decay=0.1, wd_mode='independent')
