@@ -12,8 +12,11 @@ With no momentum, SGD's 'decoupled' and 'l2' are the same update.
 Speed: each foreach call is one pass over the parameters' memory, so the eager AdamW step reads
 and writes them about eight times. `opt.compile()` runs the same update function through
 torch.compile, which fuses it into one pass per tensor: as fast as torch.optim's fused=True
-(see bench.py optim). The values that change every step (lr, the bias corrections) are then
-passed as 0-d tensors, since a changed Python float would make torch.compile compile again.
+(see bench.py optim). The values that change every step (lr, the decay, the bias corrections) are
+then 0-d tensors on the device, kept from step to step and refilled in place (a changed Python
+float would make torch.compile compile again), and the update multiplies by them instead of
+passing them as alpha=/value= (which compiled code reads back to the host): a compiled step
+neither copies to the device nor waits for it.
 """
 import copy
 import math
@@ -32,21 +35,14 @@ def _check_hyperparameters(lr, weight_decay, wd_mode):
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
 
 
-def _decoupled_factor(group):
-    """The decoupled shrink's fraction of the weights p <- p - factor*p, or 0 for 'l2'."""
-    if group['wd_mode'] == 'l2':
-        return 0.0
-    return _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'], group['initial_lr'])
-
-
 def _weight_decay(group):
-    """(l2, shrink) for the update functions: the L2 coefficient added to the gradient, or 0,
-    and the decoupled factor 1 - lr*wd (or 1 - lr/lr_max*wd), or None when nothing shrinks."""
+    """(l2, decay) for the update functions: the L2 coefficient added to the gradient, or 0, and the
+    fraction of the weights the decoupled decay removes this step (lr*wd, or lr/lr_max*wd), or None."""
     if group['weight_decay'] == 0:
         return 0.0, None
     if group['wd_mode'] == 'l2':
         return group['weight_decay'], None
-    return 0.0, 1 - _decoupled_factor(group)
+    return 0.0, _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'], group['initial_lr'])
 
 
 def _split(params, keys):
@@ -66,6 +62,7 @@ class _Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             group.setdefault('initial_lr', group['lr'])  # lr_max of the 'independent' mode
         self.compiled = False
+        self._device_scalars = {}  # (group index, device) -> {name: 0-d tensor}: the compiled step's values
 
     def load_state_dict(self, state_dict):
         """A resumed run uses the hyperparameters it was started with now, never silently the checkpoint's:
@@ -88,20 +85,44 @@ class _Optimizer(torch.optim.Optimizer):
         self.compiled = True
         return self
 
-    def _scalar(self, x, device):
-        """x as the update gets it: a float in eager mode, a 0-d tensor when compiled."""
-        return torch.tensor(x, dtype=torch.float32, device=device) if self.compiled else x
+    def _scalars(self, group_index, device, **values):
+        """The values that change every step, as the update takes them: Python floats in eager mode;
+        compiled, 0-d tensors on the device kept from step to step and refilled in place, since fill_
+        hands the number to a kernel (torch.tensor(x, device=...) would be a blocking copy every step)."""
+        if not self.compiled:
+            return values
+        kept = self._device_scalars.setdefault((group_index, device), {})
+        for name, x in values.items():
+            if x is not None:
+                if name not in kept:
+                    kept[name] = torch.zeros((), dtype=torch.float32, device=device)
+                kept[name].fill_(x)
+        return {name: None if x is None else kept[name] for name, x in values.items()}
 
 
 # -----------------------------------------------------------------------------
-# the updates: in place, over lists of tensors of one parameter group
+# the updates: in place, over lists of tensors of one parameter group. lr, decay and the bias
+# corrections are Python floats in eager mode and 0-d tensors on the device when compiled.
 
-def sgd_update(params, grads, bufs, lr, l2, shrink, momentum, dampening, nesterov, first):
+def _add_(params, updates, scale, denom=None):
+    """p <- p + scale*update, or + scale*update/denom. A tensor scale is multiplied in, as torch.optim does
+    with a tensor lr: passed as alpha= or value=, compiled code would read it back to the host (.item())."""
+    if isinstance(scale, torch.Tensor):
+        if denom is not None:
+            updates = torch._foreach_div(updates, denom)
+        torch._foreach_add_(params, torch._foreach_mul(updates, scale))
+    elif denom is None:
+        torch._foreach_add_(params, updates, alpha=scale)
+    else:
+        torch._foreach_addcdiv_(params, updates, denom, value=scale)
+
+
+def sgd_update(params, grads, bufs, lr, l2, decay, momentum, dampening, nesterov, first):
     """SGD with momentum. bufs: the momentum buffers (first=True: new ones, set to g)."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
-    if shrink is not None:
-        torch._foreach_mul_(params, shrink)  # p <- p - lr*wd*p (weight decay)
+    if decay is not None:
+        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
     if momentum != 0:
         if first:  # the first step copies g, as torch.optim.SGD does
             torch._foreach_copy_(bufs, grads)
@@ -109,15 +130,15 @@ def sgd_update(params, grads, bufs, lr, l2, shrink, momentum, dampening, nestero
             torch._foreach_mul_(bufs, momentum)
             torch._foreach_add_(bufs, grads, alpha=1 - dampening)
         grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
-    torch._foreach_add_(params, grads, alpha=-lr)  # p <- p - lr*g
+    _add_(params, grads, -lr)  # p <- p - lr*g
 
 
-def adamw_update(params, grads, m, v, lr, l2, shrink, beta1, beta2, eps, bias1, bias2):
+def adamw_update(params, grads, m, v, lr, l2, decay, beta1, beta2, eps, bias1, bias2):
     """Adam(W) for tensors at the same step t: bias1 = 1 - beta1^t, bias2 = 1 - beta2^t."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
-    if shrink is not None:
-        torch._foreach_mul_(params, shrink)  # p <- p - lr*wd*p (weight decay)
+    if decay is not None:
+        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
     torch._foreach_lerp_(m, grads, 1 - beta1)  # m <- beta1*m + (1-beta1)*g
     torch._foreach_mul_(v, beta2)  # v <- beta2*v + (1-beta2)*g^2
     torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
@@ -125,7 +146,7 @@ def adamw_update(params, grads, m, v, lr, l2, shrink, beta1, beta2, eps, bias1, 
     denom = torch._foreach_sqrt(v)
     torch._foreach_div_(denom, bias2 ** 0.5)
     torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, m, denom, value=-lr / bias1)
+    _add_(params, m, -lr / bias1, denom)
 
 
 class SGD(_Optimizer):
@@ -149,11 +170,11 @@ class SGD(_Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for i, group in enumerate(self.param_groups):
             params = [p for p in group['params'] if p.grad is not None]
             if not params:
                 continue
-            l2, shrink = _weight_decay(group)
+            l2, decay = _weight_decay(group)
             momentum = group['momentum']
             # tensors with a momentum buffer, and those at their first step (all of them at step 1)
             new = [momentum != 0 and 'momentum_buffer' not in self.state[p] for p in params]
@@ -162,9 +183,8 @@ class SGD(_Optimizer):
                     for p in ps:
                         self.state[p]['momentum_buffer'] = torch.empty_like(p)
                 bufs = [self.state[p]['momentum_buffer'] for p in ps] if momentum != 0 else None
-                device = ps[0].device
-                self.update(ps, [p.grad for p in ps], bufs, self._scalar(group['lr'], device), l2,
-                            None if shrink is None else self._scalar(shrink, device), momentum,
+                s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay)
+                self.update(ps, [p.grad for p in ps], bufs, s['lr'], l2, s['decay'], momentum,
                             group['dampening'], group['nesterov'], first)
         return loss
 
@@ -190,7 +210,7 @@ class AdamW(_Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for i, group in enumerate(self.param_groups):
             params = [p for p in group['params'] if p.grad is not None]
             if not params:
                 continue
@@ -199,16 +219,15 @@ class AdamW(_Optimizer):
                     self.state[p].update(step=0, exp_avg=torch.zeros_like(p),
                                          exp_avg_sq=torch.zeros_like(p))
                 self.state[p]['step'] += 1
-            l2, shrink = _weight_decay(group)
+            l2, decay = _weight_decay(group)
             beta1, beta2 = group['betas']
             # tensors at the same step share the bias corrections: one call, unless some had no gradient
             for t, ps in _split(params, [self.state[p]['step'] for p in params]):
-                device = ps[0].device
+                s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay, bias1=1 - beta1 ** t,
+                                  bias2=1 - beta2 ** t)
                 self.update(ps, [p.grad for p in ps], [self.state[p]['exp_avg'] for p in ps],
-                            [self.state[p]['exp_avg_sq'] for p in ps], self._scalar(group['lr'], device), l2,
-                            None if shrink is None else self._scalar(shrink, device), beta1, beta2,
-                            group['eps'], self._scalar(1 - beta1 ** t, device),
-                            self._scalar(1 - beta2 ** t, device))
+                            [self.state[p]['exp_avg_sq'] for p in ps], s['lr'], l2, s['decay'], beta1, beta2,
+                            group['eps'], s['bias1'], s['bias2'])
         return loss
 
 

@@ -441,7 +441,7 @@ def compiled_graphs(make_opt, base_lr, wd):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('wd_mode', ['decoupled', 'l2'])
+@pytest.mark.parametrize('wd_mode', ['decoupled', 'l2', 'independent'])
 def test_compiled_adamw_equals_eager_and_compiles_once_per_group(wd_mode):
     make = lambda g: optim.AdamW(g, lr=3e-3, wd_mode=wd_mode)
     ours, graphs = compiled_graphs(make, 3e-3, 0.5)
@@ -583,3 +583,57 @@ def test_wd_timescale_is_the_inverse_of_the_shrink_per_step(make, wd_mode, lr_ma
         opt.step()
     tau = optim.wd_timescale(0.1, 0.02, wd_mode, lr_max)
     torch.testing.assert_close(p.detach(), torch.full_like(p, (1 - 1 / tau) ** 50))
+
+
+def tiny_compiled_run(make_opt):
+    """A compiled optimizer over two tiny groups, and a function that runs one step at a new LR."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.randn(4))]
+    opt = make_opt([{'params': params[:1], 'weight_decay': 0.1}, {'params': params[1:], 'weight_decay': 0.05}])
+    opt.compile()
+    lrs = iter(0.01 * (1 + 0.5 * math.sin(t)) for t in range(10 ** 6))
+
+    def step():
+        for group in opt.param_groups:
+            group['lr'] = next(lrs)
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    return step
+
+
+TINY_OPTIMIZERS = {
+    'adamw': lambda g: optim.AdamW(g, lr=0.01),
+    'adamw_independent': lambda g: optim.AdamW(g, lr=0.01, wd_mode='independent'),
+    'sgd_momentum': lambda g: optim.SGD(g, lr=0.01, momentum=0.9),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', list(TINY_OPTIMIZERS))
+def test_the_compiled_update_reads_nothing_back_to_the_host(name):
+    """A 0-d tensor passed as alpha= or value= becomes .item() in Inductor's code: a sync per step."""
+    from torch._inductor.utils import run_and_get_code
+    step = tiny_compiled_run(TINY_OPTIMIZERS[name])
+    _, codes = run_and_get_code(lambda: [step() for _ in range(2)])  # SGD's first step is its own graph
+    assert codes, "nothing was compiled"
+    for code in codes:
+        assert '.item()' not in code and '_local_scalar_dense' not in code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', list(TINY_OPTIMIZERS))
+def test_a_compiled_step_makes_no_tensor_from_a_python_number(name, monkeypatch):
+    """torch.tensor(x, device=cuda) is a blocking host-to-device copy: after the first steps, none."""
+    step = tiny_compiled_run(TINY_OPTIMIZERS[name])
+    step(), step()
+    calls = []
+    for owner, fn in [(torch, 'tensor'), (torch, 'as_tensor'), (torch, 'scalar_tensor'), (torch.Tensor, 'item')]:
+        original = getattr(owner, fn)
+        monkeypatch.setattr(owner, fn, lambda *a, _fn=fn, _original=original, **k: (
+            calls.append(_fn), _original(*a, **k))[1])
+    for _ in range(3):
+        step()
+    monkeypatch.undo()
+    assert calls == []
