@@ -3,10 +3,12 @@ Hand-written optimizers, learning-rate schedules, EMA and weight-decay diagnosti
 
 Both optimizers are torch.optim.Optimizer subclasses whose update is a handful of
 torch._foreach_* calls per parameter group (`sgd_update`, `adamw_update`), so the line where
-weight decay acts is easy to find. Three ways to apply weight decay (`wd_mode`):
+weight decay acts is easy to find. Four ways to apply weight decay (`wd_mode`):
   'decoupled'   p <- p - lr*wd*p before the update (torch.optim.AdamW; Loshchilov & Hutter)
   'l2'          g <- g + wd*p, i.e. the gradient of wd/2*||p||^2 (torch.optim.SGD/Adam weight_decay)
   'independent' p <- p - (lr/lr_max)*wd*p: the schedule's shape without the LR's size
+  'cautious'    p <- p - lr*wd*p only where the update direction u agrees in sign with p (u*p >= 0),
+                so the decay never pulls against the update (Chen et al. 2025, arXiv 2510.12402)
 With no momentum, SGD's 'decoupled' and 'l2' are the same update.
 
 Speed: each foreach call is one pass over the parameters' memory, so the eager AdamW step reads
@@ -23,7 +25,7 @@ import math
 
 import torch
 
-WD_MODES = ('decoupled', 'l2', 'independent')
+WD_MODES = ('decoupled', 'l2', 'independent', 'cautious')
 
 
 def _check_hyperparameters(lr, weight_decay, wd_mode):
@@ -66,11 +68,11 @@ class _Optimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict):
         """A resumed run uses the hyperparameters it was started with now, never silently the checkpoint's:
-        only the per-parameter state (moments, step counts) is loaded; every group key but 'params' is kept."""
+        only the per-parameter state (moments, step counts) is loaded; group keys but 'params' are kept."""
         saved = state_dict['param_groups']
         if len(saved) != len(self.param_groups):
             raise ValueError(f"the checkpoint's optimizer has {len(saved)} parameter groups and this one "
-                             f"{len(self.param_groups)}: the parameters are not split the same way (wd_params?)")
+                             f"{len(self.param_groups)}: the parameters are split differently (wd_params?)")
         kept = [{k: v for k, v in group.items() if k != 'params'} for group in self.param_groups]
         super().load_state_dict(state_dict)  # checks the group sizes and moves the state to the parameters
         for group, hyperparameters in zip(self.param_groups, kept):
@@ -117,12 +119,20 @@ def _add_(params, updates, scale, denom=None):
         torch._foreach_addcdiv_(params, updates, denom, value=scale)
 
 
-def sgd_update(params, grads, bufs, lr, l2, decay, momentum, dampening, nesterov, first):
+def _cautious_decay_(params, directions, decay):
+    """p <- p - decay*p on the coordinates where the update direction u and p do not disagree in sign."""
+    # sign(u)*sign(p) is -1, 0 or 1: plus 1, at most 1, it is the indicator of u*p >= 0 (u*p could underflow)
+    agree = torch._foreach_mul(torch._foreach_sign(directions), torch._foreach_sign(params))
+    torch._foreach_add_(agree, 1)
+    torch._foreach_clamp_max_(agree, 1)
+    torch._foreach_mul_(agree, params)
+    _add_(params, agree, -decay)
+
+
+def sgd_update(params, grads, bufs, lr, l2, decay, cautious, momentum, dampening, nesterov, first):
     """SGD with momentum. bufs: the momentum buffers (first=True: new ones, set to g)."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
-    if decay is not None:
-        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
     if momentum != 0:
         if first:  # the first step copies g, as torch.optim.SGD does
             torch._foreach_copy_(bufs, grads)
@@ -130,18 +140,25 @@ def sgd_update(params, grads, bufs, lr, l2, decay, momentum, dampening, nesterov
             torch._foreach_mul_(bufs, momentum)
             torch._foreach_add_(bufs, grads, alpha=1 - dampening)
         grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
+    if decay is not None and cautious:  # p <- p - lr*wd*p where g*p >= 0 (cautious weight decay)
+        _cautious_decay_(params, grads, decay)
+    elif decay is not None:
+        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
     _add_(params, grads, -lr)  # p <- p - lr*g
 
 
-def adamw_update(params, grads, m, v, lr, l2, decay, beta1, beta2, eps, bias1, bias2):
+def adamw_update(params, grads, m, v, lr, l2, decay, cautious, beta1, beta2, eps, bias1, bias2):
     """Adam(W) for tensors at the same step t: bias1 = 1 - beta1^t, bias2 = 1 - beta2^t."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
-    if decay is not None:
-        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
     torch._foreach_lerp_(m, grads, 1 - beta1)  # m <- beta1*m + (1-beta1)*g
     torch._foreach_mul_(v, beta2)  # v <- beta2*v + (1-beta2)*g^2
     torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+    # the update u = m_hat/(sqrt(v_hat)+eps) has the sign of m
+    if decay is not None and cautious:  # p <- p - lr*wd*p where u*p >= 0 (cautious weight decay)
+        _cautious_decay_(params, m, decay)
+    elif decay is not None:
+        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
     # p <- p - lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m/bias1 and v_hat = v/bias2
     denom = torch._foreach_sqrt(v)
     torch._foreach_div_(denom, bias2 ** 0.5)
@@ -175,6 +192,7 @@ class SGD(_Optimizer):
             if not params:
                 continue
             l2, decay = _weight_decay(group)
+            cautious = group['wd_mode'] == 'cautious'
             momentum = group['momentum']
             # tensors with a momentum buffer, and those at their first step (all of them at step 1)
             new = [momentum != 0 and 'momentum_buffer' not in self.state[p] for p in params]
@@ -184,7 +202,7 @@ class SGD(_Optimizer):
                         self.state[p]['momentum_buffer'] = torch.empty_like(p)
                 bufs = [self.state[p]['momentum_buffer'] for p in ps] if momentum != 0 else None
                 s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay)
-                self.update(ps, [p.grad for p in ps], bufs, s['lr'], l2, s['decay'], momentum,
+                self.update(ps, [p.grad for p in ps], bufs, s['lr'], l2, s['decay'], cautious, momentum,
                             group['dampening'], group['nesterov'], first)
         return loss
 
@@ -220,14 +238,15 @@ class AdamW(_Optimizer):
                                          exp_avg_sq=torch.zeros_like(p))
                 self.state[p]['step'] += 1
             l2, decay = _weight_decay(group)
+            cautious = group['wd_mode'] == 'cautious'
             beta1, beta2 = group['betas']
             # tensors at the same step share the bias corrections: one call, unless some had no gradient
             for t, ps in _split(params, [self.state[p]['step'] for p in params]):
                 s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay, bias1=1 - beta1 ** t,
                                   bias2=1 - beta2 ** t)
                 self.update(ps, [p.grad for p in ps], [self.state[p]['exp_avg'] for p in ps],
-                            [self.state[p]['exp_avg_sq'] for p in ps], s['lr'], l2, s['decay'], beta1, beta2,
-                            group['eps'], s['bias1'], s['bias2'])
+                            [self.state[p]['exp_avg_sq'] for p in ps], s['lr'], l2, s['decay'], cautious,
+                            beta1, beta2, group['eps'], s['bias1'], s['bias2'])
         return loss
 
 
@@ -419,7 +438,8 @@ def _decay_per_step(lr, weight_decay, wd_mode='decoupled', lr_max=None):
 def wd_timescale(lr, weight_decay, wd_mode='decoupled', lr_max=None):
     """Iterations over which weight decay forgets (Wang & Aitchison 2024): tau = 1/(per-step shrink),
     1/(lr*wd), or 1/((lr/lr_max)*wd) for 'independent'. For SGD, 'l2' shrinks by lr*wd too; with
-    Adam's 'l2' the shrink is divided by sqrt(v_hat) per coordinate and tau is only SGD's value."""
+    Adam's 'l2' the shrink is divided by sqrt(v_hat) per coordinate and tau is only SGD's value;
+    'cautious' decays only part of the coordinates at each step, and takes longer than tau."""
     rate = _decay_per_step(lr, weight_decay, wd_mode, lr_max)
     return 1 / rate if rate > 0 else float('inf')
 
@@ -435,6 +455,10 @@ def equilibrium_angular_update(optimizer_name, lr, weight_decay, wd_mode='decoup
         raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
     if optimizer_name == 'adamw' and wd_mode == 'l2':
         return None  # the decay is divided by sqrt(v_hat), different in every layer: no common balance
+    if wd_mode == 'cautious':
+        # the decay acts where u*w >= 0, a share of the coordinates that depends on how the momentum
+        # correlates with w, and it is not along w: no closed form
+        return None
     # At equilibrium what the decay removes from ||w||^2 per step, 2*rate*||w||^2, balances what the
     # gradients add: each g, orthogonal to w, moves w by lr*g/(1-m) in all, its momentum's sum (Adam:
     # lr*g/sqrt(v), lr^2 per coordinate squared). The angle per step is |step|/||w||, with E|step|^2 =
@@ -455,8 +479,12 @@ def l2_equivalent(optimizer_name, weight_decay, wd_mode, momentum=0.0, dampening
     rate_per_lr = _decay_per_step(1.0, weight_decay, wd_mode, lr_max)  # the shrink is rate_per_lr*lr
     if wd_mode == 'l2':
         return weight_decay  # g + wd*w = 0 at a fixed point, whatever the momentum or Adam's scaling
+    if wd_mode == 'cautious':
+        # a fixed point has u + wd*w = 0 where u*w >= 0, which forces u = w = 0 there, and u = 0 elsewhere:
+        # the stationary points of f itself (Chen et al.: the decay then only picks among them)
+        return 0.0
     if optimizer_name == 'adamw':
-        # a fixed point has rate*w = -lr*m_hat/(sqrt(v_hat)+eps), about -lr*sign(g): a bound on |w|, no penalty
+        # a fixed point has rate*w = -lr*m_hat/(sqrt(v_hat)+eps), about -lr*sign(g): a bound on |w|
         return None
     # SGD: at a fixed point the buffer b = m*b + (1-d)*g holds b = (1-d)*g/(1-m) (without momentum
     # there is no buffer: b = g), and the step is 0: rate*w + lr*b = 0, i.e. g + rate/lr*(1-m)/(1-d)*w = 0

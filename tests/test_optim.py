@@ -138,27 +138,30 @@ class Reference:
             g, lr, wd = g.double(), lrs[self.group_of[i]], self.wds[i]
             if self.wd_mode == 'l2':
                 g = g + wd * p
-            elif self.wd_mode == 'decoupled':
-                p.mul_(1 - lr * wd)
-            else:  # independent of the LR's size: only the schedule's shape
-                p.mul_(1 - lr / self.lr_max * wd)
-            if self.kind == 'sgd':
+            if self.kind == 'sgd':  # u: the direction of the step
+                u = g
                 if self.momentum:
                     if self.buf[i] is None:
                         self.buf[i] = g.clone()
                     else:
                         self.buf[i] = self.momentum * self.buf[i] + (1 - self.dampening) * g
-                    g = g + self.momentum * self.buf[i] if self.nesterov else self.buf[i]
-                p.sub_(lr * g)
+                    u = g + self.momentum * self.buf[i] if self.nesterov else self.buf[i]
             else:
                 self.m[i] = b1 * self.m[i] + (1 - b1) * g
                 self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
                 m_hat = self.m[i] / (1 - b1 ** self.t)
                 v_hat = self.v[i] / (1 - b2 ** self.t)
-                p.sub_(lr * m_hat / (v_hat.sqrt() + self.eps))
+                u = m_hat / (v_hat.sqrt() + self.eps)
+            if self.wd_mode == 'decoupled':
+                p.mul_(1 - lr * wd)
+            elif self.wd_mode == 'independent':  # independent of the LR's size: only the schedule's shape
+                p.mul_(1 - lr / self.lr_max * wd)
+            elif self.wd_mode == 'cautious':  # Chen et al.'s rule: p - lr*(u + wd*[u*p >= 0]*p)
+                p.sub_(lr * wd * (u * p >= 0) * p)
+            p.sub_(lr * u)
 
 
-@pytest.mark.parametrize('wd_mode', ['decoupled', 'independent'])
+@pytest.mark.parametrize('wd_mode', ['decoupled', 'independent', 'cautious'])
 @pytest.mark.parametrize('momentum,nesterov', [(0.0, False), (0.9, False), (0.9, True)])
 def test_sgd_equals_float64_reference(wd_mode, momentum, nesterov):
     ref = Reference('sgd', wd_mode, 0.1, lr_max=0.05, momentum=momentum, nesterov=nesterov)
@@ -168,7 +171,7 @@ def test_sgd_equals_float64_reference(wd_mode, momentum, nesterov):
     assert_close(ours, ref.params)
 
 
-@pytest.mark.parametrize('wd_mode', ['decoupled', 'independent', 'l2'])
+@pytest.mark.parametrize('wd_mode', ['decoupled', 'independent', 'l2', 'cautious'])
 def test_adamw_equals_float64_reference(wd_mode):
     ref = Reference('adamw', wd_mode, 0.5, lr_max=3e-3)
     ours = train(lambda g: optim.AdamW(g, lr=3e-3, wd_mode=wd_mode), 3e-3, 0.5, RESTART_AT,
@@ -224,7 +227,8 @@ def test_a_resumed_sgd_keeps_its_own_weight_decay_and_takes_the_momentum_buffer(
     opt = optim.SGD([resumed], lr=0.05, momentum=0.5)
     opt.load_state_dict(ckpt)
     group = opt.param_groups[0]
-    assert (group['weight_decay'], group['wd_mode'], group['lr'], group['momentum']) == (0.0, 'decoupled', 0.05, 0.5)
+    assert (group['weight_decay'], group['wd_mode'], group['lr'], group['momentum']) == (
+        0.0, 'decoupled', 0.05, 0.5)
     buf = opt.state[resumed]['momentum_buffer']
     assert torch.equal(buf, old.state[w]['momentum_buffer'])
     g = torch.randn_like(w)
@@ -441,7 +445,7 @@ def compiled_graphs(make_opt, base_lr, wd):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('wd_mode', ['decoupled', 'l2', 'independent'])
+@pytest.mark.parametrize('wd_mode', ['decoupled', 'l2', 'independent', 'cautious'])
 def test_compiled_adamw_equals_eager_and_compiles_once_per_group(wd_mode):
     make = lambda g: optim.AdamW(g, lr=3e-3, wd_mode=wd_mode)
     ours, graphs = compiled_graphs(make, 3e-3, 0.5)
@@ -456,6 +460,14 @@ def test_compiled_sgd_equals_torch_sgd(momentum, nesterov):
     ours, graphs = compiled_graphs(lambda g: optim.SGD(g, wd_mode='l2', **kw), 0.05, 0.1)
     assert_close(ours, train(lambda g: torch.optim.SGD(g, foreach=True, **kw), 0.05, 0.1))
     assert graphs == (4 if momentum else 2)  # momentum: the first step (buffers set to g) is its own graph
+
+
+@pytest.mark.slow
+def test_compiled_cautious_sgd_equals_eager():
+    make = lambda g: optim.SGD(g, lr=0.05, momentum=0.9, wd_mode='cautious')
+    ours, graphs = compiled_graphs(make, 0.05, 0.1)
+    assert_close(ours, train(make, 0.05, 0.1))
+    assert graphs == 4
 
 
 # -----------------------------------------------------------------------------
@@ -480,30 +492,27 @@ def simulated_angle(make_opt, lr, dim=2048, steps=2000):
     return torch.stack(angles[steps // 2:]).mean().item()
 
 
-EQUILIBRIUM_CASES = {  # name: (the optimizer, built at lr_max; the lr during the run; the predicted angle)
-    'adamw': (lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.5, betas=(0.9, 0.99)), 0.01,
-              lambda: optim.equilibrium_angular_update('adamw', 0.01, 0.5, beta1=0.9)),
-    'adamw_independent': (lambda p: optim.AdamW(p, lr=0.04, weight_decay=0.012, betas=(0.9, 0.99),
-                                                wd_mode='independent'), 0.01,
-                          lambda: optim.equilibrium_angular_update('adamw', 0.01, 0.012, 'independent',
-                                                                   lr_max=0.04, beta1=0.9)),
-    'sgd_decoupled': (lambda p: optim.SGD(p, lr=0.05, weight_decay=0.1), 0.05,
-                      lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.1)),
-    'sgd_decoupled_momentum': (lambda p: optim.SGD(p, lr=0.05, weight_decay=0.1, momentum=0.9), 0.05,
-                               lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.1, momentum=0.9)),
-    'sgd_l2_momentum': (lambda p: optim.SGD(p, lr=0.05, weight_decay=0.1, momentum=0.9, wd_mode='l2'), 0.05,
-                        lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.1, 'l2', momentum=0.9)),
-    'sgd_independent_momentum': (lambda p: optim.SGD(p, lr=0.2, weight_decay=0.03, momentum=0.9,
-                                                     wd_mode='independent'), 0.05,
-                                 lambda: optim.equilibrium_angular_update('sgd', 0.05, 0.03, 'independent',
-                                                                          lr_max=0.2, momentum=0.9)),
+OPTIMIZERS = {'sgd': optim.SGD, 'adamw': optim.AdamW}
+EQUILIBRIUM_CASES = {  # name: (optimizer, its arguments (lr: lr_max), the lr during the run)
+    'adamw': ('adamw', {'lr': 0.01, 'weight_decay': 0.5, 'betas': (0.9, 0.99)}, 0.01),
+    'adamw_independent': ('adamw', {'lr': 0.04, 'weight_decay': 0.012, 'betas': (0.9, 0.99),
+                                    'wd_mode': 'independent'}, 0.01),
+    'sgd_decoupled': ('sgd', {'lr': 0.05, 'weight_decay': 0.1}, 0.05),
+    'sgd_decoupled_momentum': ('sgd', {'lr': 0.05, 'weight_decay': 0.1, 'momentum': 0.9}, 0.05),
+    'sgd_l2_momentum': ('sgd', {'lr': 0.05, 'weight_decay': 0.1, 'momentum': 0.9, 'wd_mode': 'l2'}, 0.05),
+    'sgd_independent_momentum': ('sgd', {'lr': 0.2, 'weight_decay': 0.03, 'momentum': 0.9,
+                                         'wd_mode': 'independent'}, 0.05),
 }
 
 
 @pytest.mark.parametrize('case', list(EQUILIBRIUM_CASES))
 def test_equilibrium_angle_matches_a_simulated_random_walk(case):
-    make_opt, lr, predicted = EQUILIBRIUM_CASES[case]
-    assert simulated_angle(make_opt, lr) == pytest.approx(predicted(), rel=0.05)
+    name, kw, lr = EQUILIBRIUM_CASES[case]
+    simulated = simulated_angle(lambda p: OPTIMIZERS[name](p, **kw), lr)
+    predicted = optim.equilibrium_angular_update(name, lr, kw['weight_decay'], kw.get('wd_mode', 'decoupled'),
+                                                 lr_max=kw['lr'], beta1=kw.get('betas', (0.9,))[0],
+                                                 momentum=kw.get('momentum', 0.0))
+    assert simulated == pytest.approx(predicted, rel=0.05)
 
 
 def test_equilibrium_angle_is_none_without_an_equilibrium_and_zero_without_decay():
@@ -531,32 +540,33 @@ def toy_fixed_point(make_opt, lr, steps=2000, lr_decay=1.0):
     return w.detach()
 
 
-L2_CASES = {  # name: (the optimizer, built at lr_max; the lr during the run; its decay per step; c)
-    'sgd_decoupled': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5), 0.1, 1.0,
-                      lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled')),
-    'sgd_decoupled_momentum': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9), 0.1, 1.0,
-                               lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled', momentum=0.9)),
-    'sgd_decoupled_dampening': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9, dampening=0.3),
-                                0.1, 1.0,
-                                lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled', momentum=0.9, dampening=0.3)),
-    'sgd_decoupled_nesterov': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9, nesterov=True),
-                               0.1, 1.0, lambda: optim.l2_equivalent('sgd', 0.5, 'decoupled', momentum=0.9)),
-    'sgd_l2_momentum': (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5, momentum=0.9, wd_mode='l2'), 0.1, 1.0,
-                        lambda: optim.l2_equivalent('sgd', 0.5, 'l2', momentum=0.9)),
-    'sgd_independent_momentum': (lambda p: optim.SGD(p, lr=0.2, weight_decay=0.05, momentum=0.9,
-                                                     wd_mode='independent'), 0.1, 1.0,
-                                 lambda: optim.l2_equivalent('sgd', 0.05, 'independent', momentum=0.9, lr_max=0.2)),
-    'adam_l2': (lambda p: optim.AdamW(p, lr=0.05, weight_decay=0.5, wd_mode='l2'), 0.05, 0.997,
-                lambda: optim.l2_equivalent('adamw', 0.5, 'l2')),
+L2_CASES = {  # name: (optimizer, its arguments (lr: lr_max), the lr during the run, the lr's decay per step)
+    'sgd_decoupled': ('sgd', {'lr': 0.1, 'weight_decay': 0.5}, 0.1, 1.0),
+    'sgd_decoupled_momentum': ('sgd', {'lr': 0.1, 'weight_decay': 0.5, 'momentum': 0.9}, 0.1, 1.0),
+    'sgd_decoupled_dampening': ('sgd', {'lr': 0.1, 'weight_decay': 0.5, 'momentum': 0.9, 'dampening': 0.3},
+                                0.1, 1.0),
+    'sgd_decoupled_nesterov': ('sgd', {'lr': 0.1, 'weight_decay': 0.5, 'momentum': 0.9, 'nesterov': True},
+                               0.1, 1.0),
+    'sgd_l2_momentum': ('sgd', {'lr': 0.1, 'weight_decay': 0.5, 'momentum': 0.9, 'wd_mode': 'l2'}, 0.1, 1.0),
+    'sgd_independent_momentum': ('sgd', {'lr': 0.2, 'weight_decay': 0.05, 'momentum': 0.9,
+                                         'wd_mode': 'independent'}, 0.1, 1.0),
+    # cautious: at a constant LR it chatters about w0 (the decay acts on one side only), so the LR decays
+    'sgd_cautious_momentum': ('sgd', {'lr': 0.1, 'weight_decay': 0.5, 'momentum': 0.9, 'wd_mode': 'cautious'},
+                              0.1, 0.997),
+    'adam_l2': ('adamw', {'lr': 0.05, 'weight_decay': 0.5, 'wd_mode': 'l2'}, 0.05, 0.997),
+    'adamw_cautious': ('adamw', {'lr': 0.05, 'weight_decay': 0.5, 'wd_mode': 'cautious'}, 0.05, 0.997),
 }
 
 
 @pytest.mark.parametrize('case', list(L2_CASES))
 def test_l2_equivalent_gives_the_minimiser_a_toy_run_converges_to(case):
-    make_opt, lr, lr_decay, c = L2_CASES[case]
-    final = toy_fixed_point(make_opt, lr, steps=3000 if lr_decay < 1 else 2000, lr_decay=lr_decay)
+    name, kw, lr, lr_decay = L2_CASES[case]
+    final = toy_fixed_point(lambda p: OPTIMIZERS[name](p, **kw), lr, steps=3000 if lr_decay < 1 else 2000,
+                            lr_decay=lr_decay)
+    c = optim.l2_equivalent(name, kw['weight_decay'], kw.get('wd_mode', 'decoupled'), kw.get('momentum', 0.0),
+                            kw.get('dampening', 0.0), lr_max=kw['lr'])
     # the minimiser of sum(a/2*(w - w0)^2) + c/2*|w|^2, in closed form
-    expected = TOY_CURVATURE * TOY_TARGET / (TOY_CURVATURE + c())
+    expected = TOY_CURVATURE * TOY_TARGET / (TOY_CURVATURE + c)
     torch.testing.assert_close(final, expected, rtol=0, atol=1e-5)
 
 
@@ -571,7 +581,8 @@ def test_l2_equivalent_is_none_where_no_penalty_is_minimised():
 @pytest.mark.parametrize('make,wd_mode,lr_max', [
     (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.02), 'decoupled', None),
     (lambda p: optim.SGD(p, lr=0.1, weight_decay=0.02, wd_mode='l2'), 'l2', None),
-    (lambda p: optim.SGD(p, lr=0.4, weight_decay=0.02, momentum=0.9, wd_mode='independent'), 'independent', 0.4),
+    (lambda p: optim.SGD(p, lr=0.4, weight_decay=0.02, momentum=0.9, wd_mode='independent'), 'independent',
+     0.4),
     (lambda p: optim.AdamW(p, lr=0.1, weight_decay=0.02), 'decoupled', None)])
 def test_wd_timescale_is_the_inverse_of_the_shrink_per_step(make, wd_mode, lr_max):
     """With zero gradients a weight decays as (1 - 1/tau)^t."""
@@ -590,7 +601,8 @@ def tiny_compiled_run(make_opt):
     torch._dynamo.reset()
     torch.manual_seed(0)
     params = [nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.randn(4))]
-    opt = make_opt([{'params': params[:1], 'weight_decay': 0.1}, {'params': params[1:], 'weight_decay': 0.05}])
+    opt = make_opt([{'params': params[:1], 'weight_decay': 0.1},
+                    {'params': params[1:], 'weight_decay': 0.05}])
     opt.compile()
     lrs = iter(0.01 * (1 + 0.5 * math.sin(t)) for t in range(10 ** 6))
 
@@ -607,6 +619,7 @@ TINY_OPTIMIZERS = {
     'adamw': lambda g: optim.AdamW(g, lr=0.01),
     'adamw_independent': lambda g: optim.AdamW(g, lr=0.01, wd_mode='independent'),
     'sgd_momentum': lambda g: optim.SGD(g, lr=0.01, momentum=0.9),
+    'sgd_cautious': lambda g: optim.SGD(g, lr=0.01, momentum=0.9, wd_mode='cautious'),
 }
 
 
@@ -629,7 +642,8 @@ def test_a_compiled_step_makes_no_tensor_from_a_python_number(name, monkeypatch)
     step = tiny_compiled_run(TINY_OPTIMIZERS[name])
     step(), step()
     calls = []
-    for owner, fn in [(torch, 'tensor'), (torch, 'as_tensor'), (torch, 'scalar_tensor'), (torch.Tensor, 'item')]:
+    watched = [(torch, 'tensor'), (torch, 'as_tensor'), (torch, 'scalar_tensor'), (torch.Tensor, 'item')]
+    for owner, fn in watched:
         original = getattr(owner, fn)
         monkeypatch.setattr(owner, fn, lambda *a, _fn=fn, _original=original, **k: (
             calls.append(_fn), _original(*a, **k))[1])
