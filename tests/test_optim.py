@@ -392,8 +392,29 @@ def test_ema_is_the_exponential_average_of_the_iterates_and_copies_buffers():
         expected = [0.9 * e + 0.1 * p.detach() for e, p in zip(expected, model.parameters())]
     for e, p in zip(expected, ema.model.parameters()):
         torch.testing.assert_close(p, e)
+    # the buffers are left alone at every update, and copied when asked, the integer counter too
+    assert ema.model[1].num_batches_tracked == 0
+    assert not torch.equal(ema.model[1].running_mean, model[1].running_mean)
+    ema.copy_buffers(model)
     torch.testing.assert_close(ema.model[1].running_mean, model[1].running_mean)
+    torch.testing.assert_close(ema.model[1].running_var, model[1].running_var)
+    assert ema.model[1].num_batches_tracked == model[1].num_batches_tracked == 5
     assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_ema_update_is_a_lerp_of_the_float_parameters_only():
+    model = nn.Linear(4, 2)
+    model.register_parameter('count', nn.Parameter(torch.tensor([3]), requires_grad=False))
+    ema = optim.EMA(model, 0.99)
+    start = [p.detach().double().clone() for p in model.parameters()]
+    with torch.no_grad():
+        model.weight.mul_(2)
+        model.bias.add_(1)
+    ema.update(model)
+    for s, p, e in zip(start, model.parameters(), ema.model.parameters()):
+        if p.is_floating_point():  # ema + 0.01*(p - ema), in float64
+            torch.testing.assert_close(e.double(), s + 0.01 * (p.double() - s), rtol=1e-6, atol=1e-7)
+    assert torch.equal(ema.model.count, torch.tensor([3]))
 
 
 def test_weight_norms_global_and_per_tensor():
