@@ -391,41 +391,66 @@ def weight_norms(params):
     return torch.linalg.vector_norm(norms).item(), norms.tolist()  # two host syncs, not one per tensor
 
 
+def _is_decayed(group):
+    return group.get('decayed', group['weight_decay'] > 0)
+
+
 def decayed_params(optimizer):
     """The tensors under weight decay: groups built by param_groups, else groups with wd > 0."""
-    return [p for g in optimizer.param_groups if g.get('decayed', g['weight_decay'] > 0)
-            for p in g['params']]
+    return [p for g in optimizer.param_groups if _is_decayed(g) for p in g['params']]
 
 
 @torch.no_grad()
-def adam_effective_lr(optimizer):
-    """Mean over the decayed parameters of Adam's per-coordinate step lr / (sqrt(v_hat) + eps)."""
-    total, count = 0.0, 0
-    for g in optimizer.param_groups:
-        if not g.get('decayed', g['weight_decay'] > 0):
-            continue
+def _mean_adam_step(optimizer, groups, bias_correction):
+    """Mean over the coordinates of the groups' tensors with Adam state of lr / (sqrt(v) + eps), v
+    bias-corrected or not. The per-tensor sums stay on the device and come back in one transfer."""
+    sums, count = [], 0
+    for g in groups:
         beta2 = g['betas'][1]
         for p in g['params']:
             s = optimizer.state.get(p)
             if not s:
                 continue
-            v_hat = s['exp_avg_sq'] / (1 - beta2 ** s['step'])
-            total += (g['lr'] / (v_hat.sqrt() + g['eps'])).sum(dtype=torch.float64).item()
+            v = s['exp_avg_sq'] / (1 - beta2 ** s['step']) if bias_correction else s['exp_avg_sq']
+            sums.append((g['lr'] / (v.sqrt() + g['eps'])).sum(dtype=torch.float64))
             count += p.numel()
-    return total / count if count else float('nan')
+    return torch.stack(sums).sum().item() / count if count else float('nan')
+
+
+def adam_effective_lr(optimizer):
+    """Mean over the decayed parameters of Adam's per-coordinate step lr / (sqrt(v_hat) + eps)."""
+    return _mean_adam_step(optimizer, [g for g in optimizer.param_groups if _is_decayed(g)], True)
+
+
+def adam_effective_lr_all(optimizer):
+    """The authors' avg_adam_elr (tml-epfl/why-weight-decay, large_language_models/train.py): the mean
+    over every parameter's coordinates of lr / (sqrt(v) + eps), v not bias-corrected (equal once
+    beta2^t ~ 0). Each group's lr and eps (the authors' runs have one of each)."""
+    return _mean_adam_step(optimizer, optimizer.param_groups, False)
 
 
 @torch.no_grad()
 def angular_updates(before, after):
     """Per-tensor angle (radians) between two iterates: arccos of their cosine similarity,
-    computed as 2*atan2(|u-v|, |u+v|) of the unit vectors, which stays accurate for tiny angles."""
+    computed as 2*atan2(|u-v|, |u+v|) of the unit vectors, which stays accurate for tiny angles.
+    The angles are computed on the device and come back in one transfer."""
     angles = []
     for a, b in zip(before, after):
         u = a.detach().flatten().double()
         v = b.detach().flatten().double()
         u, v = u / u.norm(), v / v.norm()
-        angles.append(2 * torch.atan2((u - v).norm(), (u + v).norm()).item())
-    return angles
+        angles.append(2 * torch.atan2((u - v).norm(), (u + v).norm()))
+    return torch.stack(angles).tolist() if angles else []
+
+
+def angle_spread(angles):
+    """The mean, 10th and 90th percentiles (linear interpolation, as numpy's) of per-tensor angles, under
+    their log keys; None values when there is no angle."""
+    if not angles:
+        return {'angular_update': None, 'angular_update_p10': None, 'angular_update_p90': None}
+    a = torch.tensor(angles, dtype=torch.float64)
+    p10, p90 = torch.quantile(a, torch.tensor([0.1, 0.9], dtype=torch.float64)).tolist()
+    return {'angular_update': a.mean().item(), 'angular_update_p10': p10, 'angular_update_p90': p90}
 
 
 # -----------------------------------------------------------------------------

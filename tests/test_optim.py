@@ -445,6 +445,72 @@ def test_angular_update_recovers_a_known_rotation_even_when_tiny(angle):
     assert optim.angular_updates([a], [b])[0] == pytest.approx(angle, rel=1e-5)
 
 
+def count_host_transfers(monkeypatch):
+    """A list that records each Tensor.item() and Tensor.tolist() call from now on."""
+    calls = []
+    for fn in ['item', 'tolist']:
+        original = getattr(torch.Tensor, fn)
+        monkeypatch.setattr(torch.Tensor, fn, lambda self, _fn=fn, _original=original: (
+            calls.append(_fn), _original(self))[1])
+    return calls
+
+
+def test_angular_updates_of_a_real_step_equal_arccos_of_the_cosine_in_one_transfer(monkeypatch):
+    np = pytest.importorskip('numpy')
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(shape)) for shape in [(8, 5), (7,), (3, 3, 2)]]
+    opt = optim.AdamW(params, lr=0.05, weight_decay=0.1)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    before = [p.detach().clone() for p in params]
+    opt.step()
+    expected = []
+    for a, b in zip(before, params):
+        a, b = a.numpy().astype(np.float64).ravel(), b.detach().numpy().astype(np.float64).ravel()
+        expected.append(float(np.arccos(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))))
+    assert min(expected) > 1e-3  # moderate angles, where arccos is accurate
+    calls = count_host_transfers(monkeypatch)
+    angles = optim.angular_updates(before, params)
+    assert calls == ['tolist']
+    assert angles == pytest.approx(expected, rel=1e-6)
+
+
+def test_angle_spread_is_the_mean_and_the_10th_and_90th_percentiles():
+    np = pytest.importorskip('numpy')
+    angles = [0.03, 0.01, 0.2, 0.05, 0.07, 0.02, 0.11]
+    spread = optim.angle_spread(angles)
+    assert spread == pytest.approx({'angular_update': np.mean(angles),
+                                    'angular_update_p10': np.percentile(angles, 10),
+                                    'angular_update_p90': np.percentile(angles, 90)}, rel=1e-12)
+    assert optim.angle_spread([]) == {'angular_update': None, 'angular_update_p10': None,
+                                      'angular_update_p90': None}
+
+
+def test_adam_effective_lrs_equal_a_computation_from_the_state_in_one_transfer(monkeypatch):
+    """adam_effective_lr_all: the authors' mean over every tensor, v not bias-corrected."""
+    torch.manual_seed(0)
+    w, u, b = nn.Parameter(torch.randn(4, 3)), nn.Parameter(torch.randn(3, 2)), nn.Parameter(torch.randn(3))
+    unused = nn.Parameter(torch.randn(2))
+    opt = optim.AdamW([{'params': [w, u, unused], 'weight_decay': 0.1, 'decayed': True},
+                       {'params': [b], 'weight_decay': 0.0, 'decayed': False, 'lr': 0.02, 'eps': 1e-6}],
+                      lr=0.01, eps=1e-8)
+    for _ in range(3):
+        opt.zero_grad()
+        ((w.sum(0) * b) ** 2).sum().add((u.sum(1) * b).sum()).backward()
+        opt.step()
+    # from the optimizer's state: every tensor with a state (not `unused`), v as it is stored
+    v = {name: opt.state[p]['exp_avg_sq'].double() for name, p in [('w', w), ('u', u), ('b', b)]}
+    total = sum((0.01 / (v[n].sqrt() + 1e-8)).sum() for n in 'wu') + (0.02 / (v['b'].sqrt() + 1e-6)).sum()
+    expected_all = (total / (w.numel() + u.numel() + b.numel())).item()
+    decayed_steps = torch.cat([(0.01 / ((v[n] / (1 - 0.95 ** 3)).sqrt() + 1e-8)).flatten() for n in 'wu'])
+    expected_decayed = decayed_steps.mean().item()
+    calls = count_host_transfers(monkeypatch)
+    assert optim.adam_effective_lr(opt) == pytest.approx(expected_decayed, rel=1e-6)
+    assert calls == ['item']  # one transfer, not one per tensor
+    assert optim.adam_effective_lr_all(opt) == pytest.approx(expected_all, rel=1e-6)
+    assert calls == ['item', 'item']
+
+
 def test_equilibrium_angle_and_timescale_formulas():
     assert optim.equilibrium_angular_update('adamw', 6e-4, 0.1, beta1=0.9) == pytest.approx(
         math.sqrt(2 * 6e-4 * 0.1 * 0.1 / 1.9))
