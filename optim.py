@@ -140,7 +140,7 @@ def sgd_update(params, grads, bufs, lr, l2, decay, cautious, momentum, dampening
             torch._foreach_mul_(bufs, momentum)
             torch._foreach_add_(bufs, grads, alpha=1 - dampening)
         grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
-    if decay is not None and cautious:  # p <- p - lr*wd*p where g*p >= 0 (cautious weight decay)
+    if decay is not None and cautious:  # p <- p - lr*wd*p where u*p >= 0, u = g the step's direction
         _cautious_decay_(params, grads, decay)
     elif decay is not None:
         torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
@@ -506,15 +506,16 @@ def equilibrium_angular_update(optimizer_name, lr, weight_decay, wd_mode='decoup
 
 def l2_equivalent(optimizer_name, weight_decay, wd_mode, momentum=0.0, dampening=0.0, lr_max=None):
     """The coefficient c such that the fixed points of the update are the stationary points of
-    f + c/2*||w||^2: the regularised objective a run minimises. None where there is no such objective."""
+    f + c/2*||w||^2: the regularised objective a run minimises. None where there is no such objective;
+    0 for 'cautious', whose iterates settle on f's own stationary points as the LR goes to 0."""
     if optimizer_name not in ('adamw', 'sgd'):
         raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
     rate_per_lr = _decay_per_step(1.0, weight_decay, wd_mode, lr_max)  # the shrink is rate_per_lr*lr
     if wd_mode == 'l2':
         return weight_decay  # g + wd*w = 0 at a fixed point, whatever the momentum or Adam's scaling
     if wd_mode == 'cautious':
-        # a fixed point has u + wd*w = 0 where u*w >= 0, which forces u = w = 0 there, and u = 0 elsewhere:
-        # the stationary points of f itself (Chen et al.: the decay then only picks among them)
+        # the decay acts only where u*w >= 0, so it never balances the update (u = -wd*w gives u*w < 0): the
+        # run settles where u = 0, on f's stationary points, chattering about them at a finite lr (Chen et al)
         return 0.0
     if optimizer_name == 'adamw':
         # a fixed point has rate*w = -lr*m_hat/(sqrt(v_hat)+eps), about -lr*sign(g): a bound on |w|

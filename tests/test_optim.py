@@ -179,6 +179,63 @@ def test_adamw_equals_float64_reference(wd_mode):
     assert_close(ours, ref.params)
 
 
+def test_independent_mode_uses_the_lr_at_construction_as_lr_max():
+    p = nn.Parameter(torch.ones(3))
+    opt = optim.SGD([p], lr=0.5, weight_decay=0.1, wd_mode='independent')
+    opt.param_groups[0]['lr'] = 0.25  # half the peak: shrink by (0.25/0.5)*0.1
+    p.grad = torch.zeros(3)
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((3,), 1 - 0.05))
+
+
+def test_sgd_decoupled_and_l2_agree_without_momentum_and_differ_with_it():
+    def final(wd_mode, momentum):
+        return train(lambda g: optim.SGD(g, lr=0.05, momentum=momentum, wd_mode=wd_mode), 0.05, 0.1)
+    assert max_rel_diff(final('decoupled', 0.0), final('l2', 0.0)) <= TOL
+    assert max_rel_diff(final('decoupled', 0.9), final('l2', 0.9)) > 1e-3
+
+
+def test_weight_decay_changes_the_result():
+    without = train(lambda g: optim.AdamW(g, lr=3e-3), 3e-3, 0.0)
+    with_wd = train(lambda g: optim.AdamW(g, lr=3e-3), 3e-3, 0.5)
+    assert max_rel_diff(with_wd, without) > 1e-2
+
+
+@pytest.mark.parametrize('make', [lambda p: optim.SGD(p, lr=0.1, wd_mode='coupled'),
+                                  lambda p: optim.AdamW(p, lr=0.1, wd_mode='L2'),
+                                  lambda p: optim.AdamW(p, lr=-1.0),
+                                  lambda p: optim.SGD(p, lr=0.1, weight_decay=-0.1),
+                                  lambda p: optim.SGD(p, lr=0.1, nesterov=True)])
+def test_bad_hyperparameters_raise_a_clear_value_error(make):
+    with pytest.raises(ValueError):
+        make([nn.Parameter(torch.ones(2))])
+
+
+@pytest.mark.parametrize('make', [lambda g: optim.SGD(g, lr=0.1, momentum=0.9, weight_decay=0.1),
+                                  lambda g: optim.AdamW(g, lr=0.1, weight_decay=0.1)])
+def test_parameters_without_gradient_are_left_alone(make):
+    used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(3))
+    opt = make([used, unused])
+    for _ in range(3):
+        opt.zero_grad()
+        (used ** 2).sum().backward()
+        opt.step()
+    assert unused.grad is None and len(opt.state[unused]) == 0
+    assert torch.equal(unused.detach(), torch.ones(3))
+    assert not torch.equal(used.detach(), torch.ones(3))
+
+
+def test_zero_grad_sets_gradients_to_none():
+    p = nn.Parameter(torch.ones(3))
+    opt = optim.AdamW([p], lr=0.1)
+    (p ** 2).sum().backward()
+    opt.zero_grad()
+    assert p.grad is None
+
+
+# -----------------------------------------------------------------------------
+# resuming: this run's hyperparameters, the checkpoint's moments
+
 def checkpoint_of(make_opt, w, steps=3):
     """An optimizer's state dict after a few steps on random gradients, through torch.save/load."""
     opt = make_opt([w])
@@ -243,60 +300,6 @@ def test_loading_a_checkpoint_with_another_number_of_groups_is_a_clear_error():
     _, ckpt = checkpoint_of(lambda p: optim.AdamW([{'params': p}, {'params': [b]}], lr=0.1), a, steps=0)
     with pytest.raises(ValueError, match='has 2 parameter groups and this one 1'):
         optim.AdamW([a, b], lr=0.1).load_state_dict(ckpt)
-
-
-def test_independent_mode_uses_the_lr_at_construction_as_lr_max():
-    p = nn.Parameter(torch.ones(3))
-    opt = optim.SGD([p], lr=0.5, weight_decay=0.1, wd_mode='independent')
-    opt.param_groups[0]['lr'] = 0.25  # half the peak: shrink by (0.25/0.5)*0.1
-    p.grad = torch.zeros(3)
-    opt.step()
-    torch.testing.assert_close(p.detach(), torch.full((3,), 1 - 0.05))
-
-
-def test_sgd_decoupled_and_l2_agree_without_momentum_and_differ_with_it():
-    def final(wd_mode, momentum):
-        return train(lambda g: optim.SGD(g, lr=0.05, momentum=momentum, wd_mode=wd_mode), 0.05, 0.1)
-    assert max_rel_diff(final('decoupled', 0.0), final('l2', 0.0)) <= TOL
-    assert max_rel_diff(final('decoupled', 0.9), final('l2', 0.9)) > 1e-3
-
-
-def test_weight_decay_changes_the_result():
-    without = train(lambda g: optim.AdamW(g, lr=3e-3), 3e-3, 0.0)
-    with_wd = train(lambda g: optim.AdamW(g, lr=3e-3), 3e-3, 0.5)
-    assert max_rel_diff(with_wd, without) > 1e-2
-
-
-@pytest.mark.parametrize('make', [lambda p: optim.SGD(p, lr=0.1, wd_mode='coupled'),
-                                  lambda p: optim.AdamW(p, lr=0.1, wd_mode='L2'),
-                                  lambda p: optim.AdamW(p, lr=-1.0),
-                                  lambda p: optim.SGD(p, lr=0.1, weight_decay=-0.1),
-                                  lambda p: optim.SGD(p, lr=0.1, nesterov=True)])
-def test_bad_hyperparameters_raise_a_clear_value_error(make):
-    with pytest.raises(ValueError):
-        make([nn.Parameter(torch.ones(2))])
-
-
-@pytest.mark.parametrize('make', [lambda g: optim.SGD(g, lr=0.1, momentum=0.9, weight_decay=0.1),
-                                  lambda g: optim.AdamW(g, lr=0.1, weight_decay=0.1)])
-def test_parameters_without_gradient_are_left_alone(make):
-    used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(3))
-    opt = make([used, unused])
-    for _ in range(3):
-        opt.zero_grad()
-        (used ** 2).sum().backward()
-        opt.step()
-    assert unused.grad is None and len(opt.state[unused]) == 0
-    assert torch.equal(unused.detach(), torch.ones(3))
-    assert not torch.equal(used.detach(), torch.ones(3))
-
-
-def test_zero_grad_sets_gradients_to_none():
-    p = nn.Parameter(torch.ones(3))
-    opt = optim.AdamW([p], lr=0.1)
-    (p ** 2).sum().backward()
-    opt.zero_grad()
-    assert p.grad is None
 
 
 # -----------------------------------------------------------------------------
@@ -557,6 +560,63 @@ def test_compiled_cautious_sgd_equals_eager():
     assert graphs == 4
 
 
+def tiny_compiled_run(make_opt):
+    """A compiled optimizer over two tiny groups, and a function that runs one step at a new LR."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.randn(4))]
+    opt = make_opt([{'params': params[:1], 'weight_decay': 0.1},
+                    {'params': params[1:], 'weight_decay': 0.05}])
+    opt.compile()
+    lrs = iter(0.01 * (1 + 0.5 * math.sin(t)) for t in range(10 ** 6))
+
+    def step():
+        for group in opt.param_groups:
+            group['lr'] = next(lrs)
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    return step
+
+
+TINY_OPTIMIZERS = {
+    'adamw': lambda g: optim.AdamW(g, lr=0.01),
+    'adamw_independent': lambda g: optim.AdamW(g, lr=0.01, wd_mode='independent'),
+    'sgd_momentum': lambda g: optim.SGD(g, lr=0.01, momentum=0.9),
+    'sgd_cautious': lambda g: optim.SGD(g, lr=0.01, momentum=0.9, wd_mode='cautious'),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', list(TINY_OPTIMIZERS))
+def test_the_compiled_update_reads_nothing_back_to_the_host(name):
+    """A 0-d tensor passed as alpha= or value= becomes .item() in Inductor's code: a sync per step."""
+    from torch._inductor.utils import run_and_get_code
+    step = tiny_compiled_run(TINY_OPTIMIZERS[name])
+    _, codes = run_and_get_code(lambda: [step() for _ in range(2)])  # SGD's first step is its own graph
+    assert codes, "nothing was compiled"
+    for code in codes:
+        assert '.item()' not in code and '_local_scalar_dense' not in code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', list(TINY_OPTIMIZERS))
+def test_a_compiled_step_makes_no_tensor_from_a_python_number(name, monkeypatch):
+    """torch.tensor(x, device=cuda) is a blocking host-to-device copy: after the first steps, none."""
+    step = tiny_compiled_run(TINY_OPTIMIZERS[name])
+    step(), step()
+    calls = []
+    watched = [(torch, 'tensor'), (torch, 'as_tensor'), (torch, 'scalar_tensor'), (torch.Tensor, 'item')]
+    for owner, fn in watched:
+        original = getattr(owner, fn)
+        monkeypatch.setattr(owner, fn, lambda *a, _fn=fn, _original=original, **k: (
+            calls.append(_fn), _original(*a, **k))[1])
+    for _ in range(3):
+        step()
+    monkeypatch.undo()
+    assert calls == []
+
+
 # -----------------------------------------------------------------------------
 # weight decay by mode: each formula against what the optimizers actually do
 
@@ -604,6 +664,7 @@ def test_equilibrium_angle_matches_a_simulated_random_walk(case):
 
 def test_equilibrium_angle_is_none_without_an_equilibrium_and_zero_without_decay():
     assert optim.equilibrium_angular_update('adamw', 1e-3, 0.1, 'l2') is None  # each layer its own balance
+    assert optim.equilibrium_angular_update('sgd', 0.1, 0.1, 'cautious') is None  # no closed form
     assert optim.equilibrium_angular_update('sgd', 0.1, 0.0, momentum=0.9) == 0.0
     assert optim.equilibrium_angular_update('sgd', 0.1, 0.1, 'independent', lr_max=0.0) == 0.0
     with pytest.raises(ValueError, match='lr_max'):
@@ -681,60 +742,3 @@ def test_wd_timescale_is_the_inverse_of_the_shrink_per_step(make, wd_mode, lr_ma
         opt.step()
     tau = optim.wd_timescale(0.1, 0.02, wd_mode, lr_max)
     torch.testing.assert_close(p.detach(), torch.full_like(p, (1 - 1 / tau) ** 50))
-
-
-def tiny_compiled_run(make_opt):
-    """A compiled optimizer over two tiny groups, and a function that runs one step at a new LR."""
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    params = [nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.randn(4))]
-    opt = make_opt([{'params': params[:1], 'weight_decay': 0.1},
-                    {'params': params[1:], 'weight_decay': 0.05}])
-    opt.compile()
-    lrs = iter(0.01 * (1 + 0.5 * math.sin(t)) for t in range(10 ** 6))
-
-    def step():
-        for group in opt.param_groups:
-            group['lr'] = next(lrs)
-        for p in params:
-            p.grad = torch.randn_like(p)
-        opt.step()
-    return step
-
-
-TINY_OPTIMIZERS = {
-    'adamw': lambda g: optim.AdamW(g, lr=0.01),
-    'adamw_independent': lambda g: optim.AdamW(g, lr=0.01, wd_mode='independent'),
-    'sgd_momentum': lambda g: optim.SGD(g, lr=0.01, momentum=0.9),
-    'sgd_cautious': lambda g: optim.SGD(g, lr=0.01, momentum=0.9, wd_mode='cautious'),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('name', list(TINY_OPTIMIZERS))
-def test_the_compiled_update_reads_nothing_back_to_the_host(name):
-    """A 0-d tensor passed as alpha= or value= becomes .item() in Inductor's code: a sync per step."""
-    from torch._inductor.utils import run_and_get_code
-    step = tiny_compiled_run(TINY_OPTIMIZERS[name])
-    _, codes = run_and_get_code(lambda: [step() for _ in range(2)])  # SGD's first step is its own graph
-    assert codes, "nothing was compiled"
-    for code in codes:
-        assert '.item()' not in code and '_local_scalar_dense' not in code
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('name', list(TINY_OPTIMIZERS))
-def test_a_compiled_step_makes_no_tensor_from_a_python_number(name, monkeypatch):
-    """torch.tensor(x, device=cuda) is a blocking host-to-device copy: after the first steps, none."""
-    step = tiny_compiled_run(TINY_OPTIMIZERS[name])
-    step(), step()
-    calls = []
-    watched = [(torch, 'tensor'), (torch, 'as_tensor'), (torch, 'scalar_tensor'), (torch.Tensor, 'item')]
-    for owner, fn in watched:
-        original = getattr(owner, fn)
-        monkeypatch.setattr(owner, fn, lambda *a, _fn=fn, _original=original, **k: (
-            calls.append(_fn), _original(*a, **k))[1])
-    for _ in range(3):
-        step()
-    monkeypatch.undo()
-    assert calls == []
