@@ -20,9 +20,11 @@ float would make torch.compile compile again), and the update multiplies by them
 passing them as alpha=/value= (which compiled code reads back to the host): a compiled step
 neither copies to the device nor waits for it.
 """
+import bisect
 import copy
 import math
 
+import numpy as np
 import torch
 
 WD_MODES = ('decoupled', 'l2', 'independent', 'cautious')
@@ -312,6 +314,29 @@ def constant_lr(it, lr, warmup_iters):
 def step_lr(it, lr, lr_flow, first_decay, total_iters):
     """The paper's vision schedule: lr until a fraction first_decay of training, then exactly lr_flow."""
     return lr if it < round(first_decay * total_iters) else lr_flow
+
+
+def elr_replay(source_log, start_sq_norm):
+    """The LR schedule that replays a run's effective LR lr/||w||^2 (of its scale-invariant weights) in
+    another run: lr_at(it, sq_norm) = source_lr(it) / source_sq_norm(it) * sq_norm, where sq_norm is
+    this run's ||w||^2 now. The source's LR per epoch comes from its training lines, its ||w||^2 =
+    lr/eff_lr from its eval lines, linearly interpolated between them (from start_sq_norm at
+    iteration 0: the same seed starts from the same weights). If weight decay helps only through
+    the effective LR, a replay without weight decay generalises as the source did."""
+    epochs = sorted((r['iter'], r['lr']) for r in source_log if not r.get('eval') and 'epoch' in r)
+    evals = [(r['iter'], r['lr'] / r['eff_lr']) for r in source_log if r.get('eval') and r.get('eff_lr')]
+    if not epochs or not evals:
+        raise ValueError("the source log has no training lines or no eval lines with eff_lr "
+                         "(a train_resnet.py run of a net with BatchNorm)")
+    ends, lrs = zip(*epochs)  # the LR of the epoch that ends at each iteration
+    iters, sq_norms = zip(*sorted([(0, start_sq_norm), *evals]))
+
+    def lr_at(it, sq_norm):
+        if it >= ends[-1]:
+            raise ValueError(f"iteration {it} is beyond the source run's {ends[-1]}")
+        source_lr = lrs[bisect.bisect_right(ends, it)]
+        return source_lr / float(np.interp(it, iters, sq_norms)) * sq_norm
+    return lr_at
 
 
 # -----------------------------------------------------------------------------

@@ -99,9 +99,10 @@ if init_from != 'scratch':
     checkpoint = run_io.load_start(ckpt_path if init_from == 'resume' else init_from,
                                    ('model', 'model_args', 'config', 'iter', 'optimizer', 'ema'), 'train_gpt.py')
     # the architecture comes from the checkpoint; an override that contradicts it exits 2
-    config.update(run_io.shape_from(checkpoint, config, ('n_layer', 'n_head', 'n_embd', 'bias', 'block_size',
-                                                         'vocab_multiple'), overrides))
-    globals().update(config)
+    shape = run_io.shape_from(checkpoint, config, ('n_layer', 'n_head', 'n_embd', 'bias', 'block_size',
+                                                   'vocab_multiple'), overrides)
+    config.update(shape)
+    globals().update(shape)
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
 
 data_path = Path(data_dir or os.path.join('data', dataset))
@@ -162,7 +163,8 @@ ema = optim.EMA(model, ema_coef)
 print0(summary)
 tau = optim.wd_timescale(learning_rate, weight_decay, wd_mode=wd_mode, lr_max=learning_rate)  # 1/(lr*wd)
 config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / max(max_iters, 1))  # how long WD remembers
-print0(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)), {tau / max(max_iters, 1):.2g} of the run")
+print0(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)), {tau / max(max_iters, 1):.2g} of the run"
+       if tau < float('inf') else "no weight decay")
 
 iter_num = start_iter = 0
 resumed = init_from == 'resume'
@@ -261,6 +263,7 @@ while True:
         t0 = time.perf_counter()
         run_io.stop_if_diverged(pending_losses, iter_num, log_path, line_at, master)  # exit 1 if it did
         if master:
+            ema.copy_buffers(raw_model)  # buffers are copied, not averaged, when the EMA is used
             record = dict(**line_at(iter_num), eval=True, **evaluate(model),
                           **{f'{k}_ema': v for k, v in evaluate(ema.model).items()}, **weight_decay_metrics())
             record['diverged'] = not np.isfinite([record['train_loss'], record['val_loss']]).all()

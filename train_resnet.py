@@ -49,6 +49,7 @@ weight_decay = 0.0125
 wd_mode = 'decoupled'  # decoupled | l2 | independent | cautious (decoupled = l2 for SGD without momentum)
 wd_params = 'all'  # the authors decay every parameter (torch.optim.SGD's weight_decay); or 'matrices'
 radius = 0.0  # > 0: project the trainable parameters onto the sphere of this norm after each step (Figure 2)
+elr_from = ''  # a run folder: replay its effective LR lr/||w||^2 without weight decay (optim.elr_replay)
 # schedule: lr for the first half, then exactly lr_flow, weight decay kept (Figure 1)
 epochs = 1000
 first_decay = 0.5  # fraction of the epochs before the drop
@@ -89,9 +90,10 @@ run_io.check_run_dir(out_dir, init_from)  # resume needs a checkpoint there; a n
 checkpoint = None
 if init_from == 'resume':  # the net and its data come from the checkpoint; a contradicting override exits 2
     checkpoint = run_io.load_start(ckpt_path, ('model', 'optimizer', 'config', 'epoch', 'rng'), 'train_resnet.py')
-    config.update(run_io.shape_from(checkpoint, config, ('model', 'width', 'batch_norm', 'scale_inv', 'dataset',
-                                                         'n_train', 'batch_size', 'wd_params'), overrides))
-    globals().update(config)
+    shape = run_io.shape_from(checkpoint, config, ('model', 'width', 'batch_norm', 'scale_inv', 'dataset',
+                                                   'n_train', 'batch_size', 'wd_params'), overrides)
+    config.update(shape)
+    globals().update(shape)
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
 
 splits = load_image_dataset(Path(data_dir or 'data') / dataset, dataset)  # exit 2 if missing or damaged
@@ -152,15 +154,20 @@ print(f"{dataset}: {len(train_y):,} training images ({iters_per_epoch} batches o
 
 torch.manual_seed(seed)
 raw_net = VISION_NETS[model](num_classes, width, batch_norm, scale_inv).to(device, memory_format=memory_format)
+trainable = [p for p in raw_net.parameters() if p.requires_grad]
+si_params = scale_invariant_params(raw_net)  # the weights BatchNorm makes scale-invariant: eff_lr is theirs
+start_sq_norm = optim.weight_norms(si_params)[0] ** 2  # at initialisation, where an effective-LR replay starts
 if checkpoint is not None:
     run_io.load_weights(raw_net, checkpoint['model'])
 # static shapes: the train batch, the eval batch and a last partial batch each compile once, then never again
 net = torch.compile(raw_net, dynamic=False) if use_compile else raw_net
-trainable = [p for p in raw_net.parameters() if p.requires_grad]
-si_params = scale_invariant_params(raw_net)  # the weights BatchNorm makes scale-invariant: eff_lr is theirs
 n_frozen = sum(p.numel() for p in raw_net.parameters() if not p.requires_grad)
 print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: "
       f"{sum(p.numel() for p in trainable):,} trainable parameters" + (f", {n_frozen:,} frozen" if n_frozen else ""))
+
+
+def sq_norm(params):  # ||w||^2 of a list of tensors, as a float
+    return optim.weight_norms(params)[0] ** 2
 
 
 @torch.no_grad()
@@ -172,6 +179,16 @@ def project_to_sphere(params):  # w <- radius * w / ||w||, all trainable paramet
 if radius > 0 and checkpoint is None:
     project_to_sphere(trainable)  # start on the sphere, as the authors
 
+replay_at = None  # the effective-LR replay's lr_at(iteration, ||w||^2)
+if elr_from:  # weight decay off; the LR is set at every step, in the loop
+    if not si_params:
+        fail("elr_from needs a net with BatchNorm: the effective LR is that of its scale-invariant weights")
+    if weight_decay > 0:
+        fail("elr_from replays a run's effective LR without weight decay: add --weight_decay=0")
+    try:
+        replay_at = optim.elr_replay(run_io.read_log(Path(elr_from) / 'log.jsonl'), start_sq_norm)
+    except ValueError as e:
+        fail(f"elr_from={elr_from}: {e}")
 try:  # a wd_params substring that matches no parameter is bad input
     groups, summary = optim.param_groups(raw_net, weight_decay, wd_params)
 except ValueError as e:
@@ -186,8 +203,8 @@ gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and augmenta
 print(summary)
 tau = optim.wd_timescale(lr, weight_decay, wd_mode=wd_mode, lr_max=lr)  # 1/(lr*wd) iterations
 config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / (epochs * iters_per_epoch))  # how long WD remembers
-print(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)) = {tau / iters_per_epoch:,.1f} epochs; "
-      f"lr {lr} until epoch {round(first_decay * epochs)}, then {lr_flow}")
+print((f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)) = {tau / iters_per_epoch:,.1f} epochs; "
+       if tau < float('inf') else "no weight decay; ") + f"lr {lr} until epoch {round(first_decay * epochs)}, then {lr_flow}")
 
 start_epoch = 0
 if checkpoint is not None:  # continue exactly: optimizer state, EMA, data order, RNGs
@@ -205,9 +222,10 @@ run_io.prepare_run_dir(out_dir, config)  # written only once every check has pas
 # training, evaluation, the fine-tuned copies
 
 
-def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None):
+def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None, lr_at_step=None):
     """One shuffled pass in minibatches. Returns the summed loss and gradient norm (device tensors,
-    no host sync) and, if `watch` is given, the angle each of its tensors turned in the last step."""
+    no host sync) and, if `watch` is given, the angle each of its tensors turned in the last step.
+    lr_at_step(i), if given, sets the LR before step i (the effective-LR replay)."""
     net.train()
     perm = torch.randperm(len(train_y), generator=gen, device=device)
     loss_sum, grad_norm_sum, angles = torch.zeros((), device=device), torch.zeros((), device=device), None
@@ -222,6 +240,9 @@ def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None):
         grad_norm_sum += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         last = i == iters_per_epoch - 1
         before = [p.detach().clone() for p in watch] if last and watch is not None else None
+        if lr_at_step is not None:
+            for g in optimizer.param_groups:
+                g['lr'] = lr_at_step(i)
         scaler.step(optimizer)  # SGD with weight decay: p <- p - lr*wd*p - lr*g (optim.py)
         scaler.update()
         if radius > 0:
@@ -317,9 +338,12 @@ for epoch in range(start_epoch, epochs):
     due = lambda every: every > 0 and done % every == 0
     do_eval = due(eval_every) or due(hessian_every) or due(flow_every) or done == epochs
 
+    # the replay's LR: from this step's ||w||^2, so that lr/||w||^2 is the source's (one host sync a step)
+    replay_lr = (lambda i: replay_at(epoch * iters_per_epoch + i, sq_norm(si_params))) if replay_at else None
     t0 = time.perf_counter()
     loss_sum, grad_norm_sum, angles = train_epoch(net, optimizer, scaler, gen, ema, radius,
-                                                  watch=decayed if do_eval else None)
+                                                  watch=decayed if do_eval else None, lr_at_step=replay_lr)
+    lr_now = optimizer.param_groups[0]['lr']  # the replay's varies step by step: its last step's
     loss = loss_sum.item() / iters_per_epoch  # the epoch's one host sync
     dt = time.perf_counter() - t0
     weight_norm = optim.weight_norms(trainable)[0]
@@ -340,6 +364,7 @@ for epoch in range(start_epoch, epochs):
         ev.update(weight_decay_metrics(lr_now, ev['train_loss'], angles))
         if ema is not None:
             t_bn = time.perf_counter()
+            ema.copy_buffers(raw_net)  # the buffers are copied, not averaged, when the EMA is used
             reestimate_bn(ema.model, bn_batches())  # averaged weights need their own BN statistics
             ev['bn_s'] = time.perf_counter() - t_bn
             ev['weight_norm_ema'] = optim.weight_norms(  # the EMA of the trainable weights only

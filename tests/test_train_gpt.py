@@ -252,7 +252,8 @@ def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(char_data, tmp_path
     shutil.copytree(tmp_path / 'a', tmp_path / 'b')
     ok(train(char_data, tmp_path / 'a', '--max_iters=20', '--init_from=resume', '--weight_decay=0.5', *args))
     out = ok(train(char_data, tmp_path / 'b', '--max_iters=20', '--init_from=resume', '--weight_decay=0', *args))
-    assert '(weight_decay 0.5 -> 0.0)' in out.stdout  # said at the start
+    assert 'weight_decay 0.5 -> 0.0' in out.stdout  # said at the start
+    assert json.loads((tmp_path / 'b' / 'config.json').read_text())['dtype'] == 'float32'  # still resolved
     a, b = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in 'ab')
     assert [g['weight_decay'] for g in b['optimizer']['param_groups']] == [0.0, 0.0]
     assert [r['wd'] for r in run_io.read_log(tmp_path / 'b' / 'log.jsonl') if r['iter'] > 10] == [0.0] * 3
