@@ -9,13 +9,13 @@ import pytest
 
 import plot
 import run_io
+from conftest import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_plot(*args):
-    return subprocess.run([sys.executable, str(ROOT / 'plot.py'), *args], capture_output=True,
-                          text=True, cwd=ROOT, check=False)
+    return run_script('plot.py', *args)  # in this process (conftest.py)
 
 
 @pytest.fixture(autouse=True)
@@ -241,9 +241,7 @@ RESNET_TINY = ['--width=4', '--n_train=100', '--batch_size=50', '--eval_batch_si
 
 
 def train(script, *args):
-    env = {**__import__('os').environ, 'OMP_NUM_THREADS': '1'}
-    out = subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
-                         cwd=ROOT, env=env, check=False)
+    out = run_script(script, *args)  # in this process, on one thread (conftest.py)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 

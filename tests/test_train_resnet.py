@@ -10,15 +10,13 @@ import pytest
 import torch
 
 import run_io
+from conftest import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--width=4', '--n_train=200', '--batch_size=50', '--eval_batch_size=500', '--device=cpu',
         '--compile=False', '--dtype=float32']
 def train(*args, check=True):
-    # one thread: tiny nets gain nothing from more, and waiting threads crawl on a busy machine
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    out = subprocess.run([sys.executable, str(ROOT / 'train_resnet.py'), *args],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    out = run_script('train_resnet.py', *args)  # in this process, on one thread (conftest.py)
     if check:
         assert out.returncode == 0, out.stdout + out.stderr
     return out
