@@ -39,8 +39,9 @@ BOUNDS = dict(
     num_samples='>=1', max_new_tokens='>=1', top_k='>=1', temperature='>0', steps='>=1', warmup='>=0',
 )
 RANGES = {  # the range names BOUNDS uses, and how an error states each
-    '>=1': (lambda v: v >= 1, 'at least 1'), '>=0': (lambda v: v >= 0, '>= 0'), '>0': (lambda v: v > 0, '> 0'),
-    '[0,1)': (lambda v: 0 <= v < 1, 'in [0, 1)'), '[0,1]': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    '>=1': (lambda v: v >= 1, 'at least 1'), '>=0': (lambda v: v >= 0, '>= 0'),
+    '>0': (lambda v: v > 0, '> 0'), '[0,1)': (lambda v: 0 <= v < 1, 'in [0, 1)'),
+    '[0,1]': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
 }
 # Checks between keys, for the scripts that have all of them: (keys, holds(config), message).
 RELATIONS = [
@@ -51,11 +52,17 @@ RELATIONS = [
     (('decay_lr', 'lr_decay_iters', 'warmup_iters'),
      lambda c: not (c['decay_lr'] and 0 < c['lr_decay_iters'] < c['warmup_iters']),
      "lr_decay_iters ({lr_decay_iters}) ends before the warmup ({warmup_iters} iterations)"),
-    (('decay_lr', 'min_lr', 'learning_rate'), lambda c: not (c['decay_lr'] and c['min_lr'] > c['learning_rate']),
+    (('decay_lr', 'min_lr', 'learning_rate'),
+     lambda c: not (c['decay_lr'] and c['min_lr'] > c['learning_rate']),
      "min_lr ({min_lr}) is above learning_rate ({learning_rate}): the cosine would rise"),
     (('scale_inv', 'model'), lambda c: not (c['scale_inv'] and c['model'] == 'vgg16'),
      "vgg16 has no scale-invariant variant (use resnet18 or resnet34preact)"),
-    (('scale_inv', 'batch_norm'), lambda c: c['batch_norm'] or not c['scale_inv'], "scale_inv needs batch_norm=True"),
+    (('scale_inv', 'batch_norm'), lambda c: c['batch_norm'] or not c['scale_inv'],
+     "scale_inv needs batch_norm=True"),
+    (('elr_from', 'weight_decay'), lambda c: not (c['elr_from'] and c['weight_decay'] > 0),
+     "elr_from replays a run's effective LR without weight decay: add --weight_decay=0"),
+    (('elr_from', 'batch_norm'), lambda c: c['batch_norm'] or not c['elr_from'],
+     "elr_from needs batch_norm=True: the effective LR is that of the weights BatchNorm makes scale-invariant"),
 ]
 
 

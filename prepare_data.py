@@ -387,11 +387,13 @@ def load_image_dataset(data_path, name):
         try:
             images, labels = (np.load(data_path / f'{split}_{a}.npy') for a in ('images', 'labels'))
         except (OSError, ValueError, EOFError) as e:
-            fail(f"{data_path}/{split}_*.npy is truncated or corrupted ({str(e).splitlines()[0][:100]}); {again}")
+            fail(f"{data_path}/{split}_*.npy is truncated or corrupted ({str(e).splitlines()[0][:100]}); "
+                 f"{again}")
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
             fail(f"{data_path}/{split}_images.npy holds {images.dtype} {images.shape}, not uint8 "
                  f"(N, 32, 32, 3); {again}")
-        if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in 'iu' or (labels < 0).any():
+        if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in 'iu' \
+                or (labels < 0).any():
             fail(f"{data_path}/{split}_labels.npy does not hold {len(images)} labels >= 0; {again}")
         splits[split] = images, labels.astype(np.int64)
     return splits

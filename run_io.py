@@ -35,7 +35,8 @@ def resolve_device(device, dtype, compile):
     """(device, dtype, use_compile) with 'auto' made concrete: cuda, then mps, then cpu; bfloat16 on
     a GPU that has it; compile on CUDA. Exit 2 if what was asked for is not on this machine."""
     if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+        device = ('cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available()
+                  else 'cpu')
     kind = device.split(':')[0]
     if kind not in ('cpu', 'cuda', 'mps'):
         fail(f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
@@ -67,11 +68,12 @@ def check_run_dir(out_dir, init_from):
         fail(f"cannot write the run folder {out_dir}: {why}; pick another --out_dir")
 
 
-def load_start(path, needed, script):
+def load_start(path, script, needed):
     """The checkpoint a run resumes or fine-tunes from, on the CPU (RNG states must stay there);
     exit 2 if it cannot be read or was not written by `script`."""
     if not Path(path).is_file():
-        fail(f"cannot start from {path}: no such file (init_from must be 'scratch', 'resume' or a checkpoint)")
+        fail(f"cannot start from {path}: no such file (init_from must be 'scratch', 'resume' or a "
+             f"checkpoint)")
     try:
         checkpoint = load_checkpoint(path, 'cpu')
     except CheckpointError as e:
@@ -96,7 +98,8 @@ def load_weights(model, state_dict):
     """Load a checkpoint's weights, with or without torch.compile's and DDP's name prefixes; exit 2
     if they do not fit the model (another shape than the one built)."""
     try:
-        model.load_state_dict({k.removeprefix('_orig_mod.').removeprefix('module.'): v for k, v in state_dict.items()})
+        model.load_state_dict({k.removeprefix('_orig_mod.').removeprefix('module.'): v
+                               for k, v in state_dict.items()})
     except (RuntimeError, KeyError, ValueError) as e:
         fail(f"the checkpoint's weights do not fit this model ({str(e).strip().splitlines()[0][:160]})")
 
@@ -118,7 +121,8 @@ def start_message(checkpoint, config, resumed, ignore=('init_from', 'out_dir', '
     old = checkpoint['config']
     changed = '; '.join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in config.items()
                         if k not in ignore and old.get(k, v) != v)
-    where = f"resuming {Path(config['out_dir']) / 'ckpt.pt'}" if resumed else f"fine-tuning from {config['init_from']}"
+    where = (f"resuming {Path(config['out_dir']) / 'ckpt.pt'}" if resumed
+             else f"fine-tuning from {config['init_from']}")
     return f"{where} at iteration {checkpoint['iter']:,}" + (f" ({changed})" if changed else '')
 
 

@@ -71,7 +71,7 @@ device = 'auto'  # 'auto' picks cuda, then mps, then cpu
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16' (autocast); 'auto': bfloat16 where supported
 compile = 'auto'  # 'auto' compiles on CUDA only; True or False
 seed = 0
-config, overrides = configure(globals(), __doc__, choices=dict(wd_mode=optim.WD_MODES))  # bounds: configurator.py
+config, overrides = configure(globals(), __doc__, choices={'wd_mode': optim.WD_MODES})  # bounds: configurator
 
 # -----------------------------------------------------------------------------
 # setup: device and processes, run folder, the checkpoint to start from, data
@@ -96,8 +96,8 @@ ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
 run_io.check_run_dir(out_dir, init_from)  # resume needs a checkpoint there; a new run, no run there
 checkpoint = None
 if init_from != 'scratch':
-    checkpoint = run_io.load_start(ckpt_path if init_from == 'resume' else init_from,
-                                   ('model', 'model_args', 'config', 'iter', 'optimizer', 'ema'), 'train_gpt.py')
+    checkpoint = run_io.load_start(ckpt_path if init_from == 'resume' else init_from, 'train_gpt.py',
+                                   ('model', 'model_args', 'config', 'iter', 'optimizer', 'ema'))
     # the architecture comes from the checkpoint; an override that contradicts it exits 2
     shape = run_io.shape_from(checkpoint, config, ('n_layer', 'n_head', 'n_embd', 'bias', 'block_size',
                                                    'vocab_multiple'), overrides)
@@ -127,7 +127,8 @@ def next_batch():
     """(sampler state before the draw, x, y) of this process's micro-steps of one iteration. Every
     process draws the whole global batch and takes its rows: the run does not depend on their number."""
     state = sampler.get_state()
-    ix = torch.randint(n_tokens['train'] - block_size, (gradient_accumulation_steps, batch_size), generator=sampler)
+    ix = torch.randint(n_tokens['train'] - block_size, (gradient_accumulation_steps, batch_size),
+                       generator=sampler)
     return (state, *get_batch('train', ix[rank * accum_steps:(rank + 1) * accum_steps]))
 
 
@@ -163,8 +164,8 @@ ema = optim.EMA(model, ema_coef)
 print0(summary)
 tau = optim.wd_timescale(learning_rate, weight_decay, wd_mode=wd_mode, lr_max=learning_rate)  # 1/(lr*wd)
 config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / max(max_iters, 1))  # how long WD remembers
-print0(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)), {tau / max(max_iters, 1):.2g} of the run"
-       if tau < float('inf') else "no weight decay")
+print0(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)), {config['wd_timescale_frac']:.2g} x the "
+       f"run's length" if tau < float('inf') else "no weight decay")
 
 iter_num = start_iter = 0
 resumed = init_from == 'resume'
@@ -172,7 +173,7 @@ clipped, pending_losses = 0, []  # clipped steps so far; losses since the last l
 if checkpoint is not None:  # resume: continue exactly; fine-tune: the weights, EMA and Adam's moments
     ema.load_state_dict(checkpoint['ema'])
     if (checkpoint['config']['optimizer'], checkpoint['config']['wd_params']) == (optimizer, wd_params):
-        opt.load_state_dict(checkpoint['optimizer'])  # moments only: this run's lr, wd and betas apply (optim.py)
+        opt.load_state_dict(checkpoint['optimizer'])  # moments only: this run's lr, wd, betas apply (optim)
     if resumed:
         iter_num = start_iter = checkpoint['iter']
         clipped, pending_losses = checkpoint['clipped'], list(checkpoint['pending_losses'].to(device))
@@ -191,10 +192,10 @@ if use_compile:
     print0("compiling the model and the optimizer step (about a minute)")
     model = torch.compile(model)
     opt.compile()  # the update fused into one pass over the parameters (optim.py)
-train_model = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None) if ddp \
-    else model
-peak_flops = bf16_peak_flops(torch.cuda.get_device_name(device)) if device_type == 'cuda' and dtype != 'float32' \
-    else None  # the dense bf16 tensor-core peak, for MFU; unknown elsewhere
+train_model = model if not ddp else DDP(model, device_ids=[device] if device_type == 'cuda' else None)
+peak_flops = None  # the dense bf16 tensor-core peak, for MFU; unknown elsewhere
+if device_type == 'cuda' and dtype != 'float32':
+    peak_flops = bf16_peak_flops(torch.cuda.get_device_name(device))
 flops_per_iter = raw_model.flops_per_token(block_size) * tokens_per_iter
 
 # -----------------------------------------------------------------------------
@@ -224,7 +225,8 @@ def line_at(it):
 def weight_decay_metrics():
     """What weight decay does to the weights: their norms, Adam's effective LR, and the angle the
     decayed matrices turned in the step before this eval against its rotational-equilibrium value."""
-    return dict(weight_norm=optim.weight_norms(raw_model.parameters())[0], decayed_norm=optim.weight_norms(decayed)[0],
+    return dict(weight_norm=optim.weight_norms(raw_model.parameters())[0],
+                decayed_norm=optim.weight_norms(decayed)[0],
                 adam_elr=optim.adam_effective_lr(opt) if optimizer == 'adamw' else None,
                 angular_update=float(np.mean(angles)) if angles else None,
                 angular_update_eq=optim.equilibrium_angular_update(
@@ -268,12 +270,14 @@ while True:
                           **{f'{k}_ema': v for k, v in evaluate(ema.model).items()}, **weight_decay_metrics())
             record['diverged'] = not np.isfinite([record['train_loss'], record['val_loss']]).all()
             run_io.append_log(log_path, record)
-            angle = f" | angle {record['angular_update']:.2e} (eq {record['angular_update_eq'] or float('nan'):.2e})" \
-                if angles else ''
-            print(f"=== eval iter {iter_num:>6} | train {record['train_loss']:.4f} | val {record['val_loss']:.4f}"
-                  f" | ema train {record['train_loss_ema']:.4f} | ema val {record['val_loss_ema']:.4f}{angle} ===")
+            angle = '' if not angles else f" | angle {record['angular_update']:.2e}" + (
+                f" (eq {record['angular_update_eq']:.2e})" if record['angular_update_eq'] else '')
+            print(f"=== eval iter {iter_num:>6} | train {record['train_loss']:.4f} | "
+                  f"val {record['val_loss']:.4f} | ema train {record['train_loss_ema']:.4f} | "
+                  f"ema val {record['val_loss_ema']:.4f}{angle} ===")
         if run_io.any_process(master and record['diverged'], device):
-            run_io.stop_diverged(log_path, None, f"the eval loss is not finite at iteration {iter_num:,}", master)
+            run_io.stop_diverged(log_path, None, f"the eval loss is not finite at iteration {iter_num:,}",
+                                 master)
         save_checkpoint()
         eval_time += time.perf_counter() - t0
     if iter_num >= max_iters:
@@ -332,11 +336,13 @@ while True:
             if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total
                 record['skipped'] = scaler.skipped
             run_io.append_log(log_path, record)
-            print(f"iter {iter_num:>6} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | |g| {record['grad_norm']:6.3f}"
-                  f" | |w| {record['weight_norm']:7.1f} | {record['tokens_per_s'] / 1e3:6.1f}k tok/s"
-                  f" | {record['ms_per_iter']:6.0f} ms/it" + (f" | mfu {100 * record['mfu']:4.1f}%" if peak_flops else '')
-                  + f" | eta {run_io.format_duration(eta)}")
+            mfu = f" | mfu {100 * record['mfu']:4.1f}%" if peak_flops else ''
+            print(f"iter {iter_num:>6} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+                  f"|g| {record['grad_norm']:6.3f} | |w| {record['weight_norm']:7.1f} | "
+                  f"{record['tokens_per_s'] / 1e3:6.1f}k tok/s | {record['ms_per_iter']:6.0f} ms/it{mfu} | "
+                  f"eta {run_io.format_duration(eta)}")
         pending_losses, t_log, eval_time = [], time.perf_counter(), 0.0
 
-print0(f"done: {iter_num:,} iterations in {run_io.format_duration(time.perf_counter() - t_start)}; {ckpt_path}")
+print0(f"done: {iter_num:,} iterations in {run_io.format_duration(time.perf_counter() - t_start)}; "
+       f"{ckpt_path}")
 run_io.end_processes(0 if ddp else None)

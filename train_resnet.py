@@ -5,9 +5,9 @@ EMA of the iterates, the weight norm, the effective LR and optionally the trace 
 
     python prepare_data.py cifar10 --source=../shared/data/cifar10_mini/cifar-10-python.tar.gz
     python train_resnet.py config/resnet_cpu_demo.py                   # minutes on a laptop CPU
-    python train_resnet.py                                             # Figure 1: ResNet-18, lr 0.08, wd 0.0125
-    python train_resnet.py --weight_decay=0                            # Figure 1: the same without weight decay
-    python train_resnet.py config/resnet_sphere.py --lr=0.003          # Figure 2: projected SGD on a sphere
+    python train_resnet.py                                   # Figure 1: ResNet-18, lr 0.08, wd 0.0125
+    python train_resnet.py --weight_decay=0                  # Figure 1: the same without weight decay
+    python train_resnet.py config/resnet_sphere.py --lr=0.003          # Figure 2: SGD on a sphere
     python train_resnet.py config/resnet_cpu_demo.py --init_from=resume  # continue a run exactly
 
 Writes out/RUN/config.json, log.jsonl (a line per epoch and per eval; docs/log_format.md) and
@@ -71,8 +71,9 @@ compile = 'auto'  # auto (on CUDA only) | True | False
 seed = 0
 out_dir = ''  # '' = out/ + a name built from the config file and the overrides
 init_from = 'scratch'  # scratch | resume (continue out_dir's checkpoint exactly)
-config, overrides = configure(globals(), __doc__, choices=dict(  # bounds: configurator.py
-    model=VISION_NETS, dataset=('cifar10', 'cifar100'), wd_mode=optim.WD_MODES, init_from=('scratch', 'resume')))
+config, overrides = configure(globals(), __doc__, choices={  # bounds: configurator.py
+    'model': VISION_NETS, 'dataset': ('cifar10', 'cifar100'), 'wd_mode': optim.WD_MODES,
+    'init_from': ('scratch', 'resume')})
 
 # -----------------------------------------------------------------------------
 # setup: device, run folder, the checkpoint to resume, data on the device
@@ -89,7 +90,8 @@ ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
 run_io.check_run_dir(out_dir, init_from)  # resume needs a checkpoint there; a new run, no run there
 checkpoint = None
 if init_from == 'resume':  # the net and its data come from the checkpoint; a contradicting override exits 2
-    checkpoint = run_io.load_start(ckpt_path, ('model', 'optimizer', 'config', 'epoch', 'rng'), 'train_resnet.py')
+    checkpoint = run_io.load_start(ckpt_path, 'train_resnet.py',
+                                   ('model', 'optimizer', 'config', 'epoch', 'rng', 'gen'))
     shape = run_io.shape_from(checkpoint, config, ('model', 'width', 'batch_norm', 'scale_inv', 'dataset',
                                                    'n_train', 'batch_size', 'wd_params'), overrides)
     config.update(shape)
@@ -102,7 +104,8 @@ splits = load_image_dataset(Path(data_dir or 'data') / dataset, dataset)  # exit
     for x, y in (splits['train'], splits['test']))
 num_classes = int(max(train_y.max(), test_y.max())) + 1
 # the channel statistics of the full training set, in pixel units (in chunks: no float copy of it all)
-sums = sum(torch.stack([c.double().sum((0, 2, 3)), c.double().square().sum((0, 2, 3))]) for c in train_x.split(5000))
+sums = sum(torch.stack([c.double().sum((0, 2, 3)), c.double().square().sum((0, 2, 3))])
+           for c in train_x.split(5000))
 mean64, square64 = sums / (train_x.numel() // 3)
 mean, inv_std = mean64.float().view(1, 3, 1, 1), (square64 - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
 
@@ -114,7 +117,8 @@ def balanced_subset(labels, n):
     if n % num_classes or per_class > counts.min():
         fail(f"a balanced subset of {n} needs a multiple of {num_classes} and at most "
              f"{int(counts.min()) * num_classes} (the training set has {len(labels)} images)")
-    return torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(num_classes)]).sort().values
+    chosen = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(num_classes)]
+    return torch.cat(chosen).sort().values
 
 
 if n_train:
@@ -153,21 +157,18 @@ print(f"{dataset}: {len(train_y):,} training images ({iters_per_epoch} batches o
 # model, optimizer, schedule, EMA
 
 torch.manual_seed(seed)
-raw_net = VISION_NETS[model](num_classes, width, batch_norm, scale_inv).to(device, memory_format=memory_format)
+raw_net = VISION_NETS[model](num_classes, width, batch_norm, scale_inv)
+raw_net.to(device, memory_format=memory_format)
 trainable = [p for p in raw_net.parameters() if p.requires_grad]
 si_params = scale_invariant_params(raw_net)  # the weights BatchNorm makes scale-invariant: eff_lr is theirs
-start_sq_norm = optim.weight_norms(si_params)[0] ** 2  # at initialisation, where an effective-LR replay starts
+start_sq_norm = optim.weight_norms(si_params)[0] ** 2  # at initialisation: where an elr replay starts
 if checkpoint is not None:
     run_io.load_weights(raw_net, checkpoint['model'])
 # static shapes: the train batch, the eval batch and a last partial batch each compile once, then never again
 net = torch.compile(raw_net, dynamic=False) if use_compile else raw_net
-n_frozen = sum(p.numel() for p in raw_net.parameters() if not p.requires_grad)
-print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: "
-      f"{sum(p.numel() for p in trainable):,} trainable parameters" + (f", {n_frozen:,} frozen" if n_frozen else ""))
-
-
-def sq_norm(params):  # ||w||^2 of a list of tensors, as a float
-    return optim.weight_norms(params)[0] ** 2
+n_trainable, n_frozen = (sum(p.numel() for p in raw_net.parameters() if p.requires_grad == t) for t in (True, False))
+print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: {n_trainable:,} trainable "
+      f"parameters" + (f", {n_frozen:,} frozen" if n_frozen else ""))
 
 
 @torch.no_grad()
@@ -179,12 +180,8 @@ def project_to_sphere(params):  # w <- radius * w / ||w||, all trainable paramet
 if radius > 0 and checkpoint is None:
     project_to_sphere(trainable)  # start on the sphere, as the authors
 
-replay_at = None  # the effective-LR replay's lr_at(iteration, ||w||^2)
-if elr_from:  # weight decay off; the LR is set at every step, in the loop
-    if not si_params:
-        fail("elr_from needs a net with BatchNorm: the effective LR is that of its scale-invariant weights")
-    if weight_decay > 0:
-        fail("elr_from replays a run's effective LR without weight decay: add --weight_decay=0")
+replay_at = None  # the effective-LR replay's lr_at(iteration, ||w||^2): the LR is set at every step
+if elr_from:
     try:
         replay_at = optim.elr_replay(run_io.read_log(Path(elr_from) / 'log.jsonl'), start_sq_norm)
     except ValueError as e:
@@ -202,9 +199,10 @@ ema = optim.EMA(raw_net, ema_coef) if ema_coef > 0 else None
 gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and augmentation; checkpointed
 print(summary)
 tau = optim.wd_timescale(lr, weight_decay, wd_mode=wd_mode, lr_max=lr)  # 1/(lr*wd) iterations
-config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / (epochs * iters_per_epoch))  # how long WD remembers
-print((f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)) = {tau / iters_per_epoch:,.1f} epochs; "
-       if tau < float('inf') else "no weight decay; ") + f"lr {lr} until epoch {round(first_decay * epochs)}, then {lr_flow}")
+config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / (epochs * iters_per_epoch))  # WD's memory
+print(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)) = {tau / iters_per_epoch:,.1f} epochs"
+      if tau < float('inf') else "no weight decay", f"; lr {lr} until epoch {round(first_decay * epochs)}, "
+      f"then {lr_flow}", sep='')
 
 start_epoch = 0
 if checkpoint is not None:  # continue exactly: optimizer state, EMA, data order, RNGs
@@ -295,7 +293,7 @@ def flow(epoch):
     if use_compile:
         flow_opt.compile()
     flow_scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
-    flow_gen = torch.Generator(device=device).manual_seed(seed + 104729 * (epoch + 1))  # the main run is unchanged
+    flow_gen = torch.Generator(device=device).manual_seed(seed + 104729 * (epoch + 1))  # main run unchanged
     for _ in range(flow_epochs):
         train_epoch(flow_net, flow_opt, flow_scaler, flow_gen)
     record = evaluate(flow_net, prefix='flow_')
@@ -311,8 +309,8 @@ def weight_decay_metrics(lr_now, train_loss, angles):
     c = optim.l2_equivalent('sgd', weight_decay, wd_mode, momentum=momentum, lr_max=lr)
     return dict(eff_lr=lr_now / si_sq if si_sq > 0 else float('nan'),
                 angular_update=sum(angles) / len(angles) if angles else float('nan'),
-                angular_update_eq=optim.equilibrium_angular_update('sgd', lr_now, weight_decay, wd_mode=wd_mode,
-                                                                   lr_max=lr, momentum=momentum),
+                angular_update_eq=optim.equilibrium_angular_update(
+                    'sgd', lr_now, weight_decay, wd_mode=wd_mode, lr_max=lr, momentum=momentum),
                 reg_objective=None if c is None else train_loss + c / 2 * optim.weight_norms(decayed)[0] ** 2)
 
 
@@ -339,7 +337,8 @@ for epoch in range(start_epoch, epochs):
     do_eval = due(eval_every) or due(hessian_every) or due(flow_every) or done == epochs
 
     # the replay's LR: from this step's ||w||^2, so that lr/||w||^2 is the source's (one host sync a step)
-    replay_lr = (lambda i: replay_at(epoch * iters_per_epoch + i, sq_norm(si_params))) if replay_at else None
+    replay_lr = (lambda i: replay_at(epoch * iters_per_epoch + i, optim.weight_norms(si_params)[0] ** 2)) \
+        if replay_at else None
     t0 = time.perf_counter()
     loss_sum, grad_norm_sum, angles = train_epoch(net, optimizer, scaler, gen, ema, radius,
                                                   watch=decayed if do_eval else None, lr_at_step=replay_lr)
