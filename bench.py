@@ -21,7 +21,8 @@ import time
 import torch
 
 import optim
-from configurator import configure
+import run_io
+from configurator import configure, fail
 
 # -----------------------------------------------------------------------------
 part = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith('-') else 'optim'
@@ -35,35 +36,21 @@ config, _ = configure(globals(), __doc__, sys.argv[2:] if sys.argv[1:2] == [part
 PARTS = ('optim', 'gpt', 'resnet', 'data', 'all')
 
 
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 if part not in PARTS:
     fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
-if str(compile).lower() not in ('auto', 'true', 'false'):
-    fail(f"compile must be auto, True or False, got {compile!r}")
-if steps < 1 or warmup < 0:
-    fail(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
-if device.split(':')[0] not in ('cpu', 'cuda', 'mps'):
-    fail(f"unknown device {device!r}: expected cpu, cuda, cuda:N or mps")
-if device.startswith('cuda') and not torch.cuda.is_available():
-    fail("device is cuda but PyTorch sees no CUDA GPU (try --device=cpu)")
-if device == 'mps' and not torch.backends.mps.is_available():
-    fail("device is mps but PyTorch sees no MPS device (try --device=cpu)")
+device = run_io.resolve_device(device, 'float32', 'false')[0]  # exit 2 if it is not on this machine
 if json:  # found out now, not after minutes of timing
     folder = os.path.dirname(os.path.abspath(json))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
         fail(f"--json={json}: {folder} is not a writable folder")
-compile_optim = str(compile).lower() != 'false'
-compile_models = str(compile).lower() == 'true' or (str(compile).lower() == 'auto' and device.startswith('cuda'))
+compile_optim = compile != 'false'
+compile_models = compile == 'true' or (compile == 'auto' and device.startswith('cuda'))
 # -----------------------------------------------------------------------------
 
 
 def sync():
     if device.startswith('cuda'):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # the device measured, not the current one
 
 
 def time_in_turns(fns, warmup=warmup, steps=steps):
@@ -157,11 +144,11 @@ def bench_gpt():
     import run_io
     from model import GPT, GPTConfig, bf16_peak_flops
     cuda = device.startswith('cuda')
-    if cuda:
-        shape = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257)
+    if cuda:  # GPT-2 small as train_gpt.py trains it: no biases, the vocabulary padded to 50,304
+        shape = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, vocab_multiple=64)
         batch, dtype, rounds = 16, 'bfloat16', 1  # each round compiles the model again (about a minute)
-    else:
-        shape = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65)  # config/gpt_cpu_demo.py
+    else:  # config/gpt_cpu_demo.py
+        shape = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65, vocab_multiple=1)
         batch, dtype, rounds = 32, 'float32', 2
     chunk = 10  # iterations per timed sample: train_gpt.py's log interval
     iters = (warmup + steps) * chunk
@@ -169,16 +156,20 @@ def bench_gpt():
     print(f"train_gpt.py iteration vs the bare step: GPT {shape}, batch {batch}, {dtype}, {device}, "
           f"compile={compile_models}")
 
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(**shape)).to(device)
-    opt = optim.AdamW(optim.param_groups(model, 0.1)[0], lr=6e-4, betas=(0.9, 0.95))
-    fwd = torch.compile(model) if compile_models else model
-    if compile_models:
-        opt.compile()  # as train_gpt.py does when it compiles
-    x, y = (torch.randint(shape['vocab_size'], (batch, T), device=device) for _ in range(2))
     autocast = torch.autocast('cuda', dtype=torch.bfloat16) if cuda else nullcontext()
+    bare_step = {}
 
-    def bare_chunks():
+    def bare_chunks(model_args):
+        """The bare step timed on exactly the model the script trained (its checkpoint's model_args)."""
+        if not bare_step:
+            torch.manual_seed(0)
+            model = GPT(GPTConfig(**model_args)).to(device)
+            opt = optim.AdamW(optim.param_groups(model, 0.1)[0], lr=6e-4, betas=(0.9, 0.95))
+            if compile_models:
+                opt.compile()  # as train_gpt.py does when it compiles
+            x, y = (torch.randint(shape['vocab_size'], (batch, T), device=device) for _ in range(2))
+            bare_step.update(model=model, fwd=torch.compile(model) if compile_models else model, opt=opt, x=x, y=y)
+        fwd, opt, x, y = (bare_step[k] for k in ('fwd', 'opt', 'x', 'y'))
         out = []
         for i in range(warmup + steps):
             sync()
@@ -204,8 +195,7 @@ def bench_gpt():
         meta = dict(vocab_size=shape['vocab_size'], tokenizer='random')
         (data / 'meta.json').write_text(jsonlib.dumps(meta))
         args = [f'--{k}={v}' for k, v in shape.items() if k != 'vocab_size'] + [
-            f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1',
-            '--vocab_multiple=1', f'--dtype={dtype}', f'--device={device}', f'--compile={compile_models}',
+            f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1', f'--dtype={dtype}', f'--device={device}', f'--compile={compile_models}',
             f'--max_iters={iters}', f'--log_interval={chunk}', f'--eval_interval={iters}', '--eval_iters=1',
             '--weight_decay=0.1', '--warmup_iters=10']
         root = Path(__file__).resolve().parent
@@ -217,7 +207,7 @@ def bench_gpt():
                 raise SystemExit(f"train_gpt.py failed:\n{out.stderr[-2000:]}")
             lines = [r for r in run_io.read_log(run / 'log.jsonl') if not r.get('eval')]
             script += [r['ms_per_iter'] / 1e3 for r in lines[warmup:]]
-            bare += bare_chunks()
+            bare += bare_chunks(run_io.load_checkpoint(run / 'ckpt.pt')['model_args'])
     results = {'gpt_script_ms': 1e3 * statistics.median(script), 'gpt_bare_ms': 1e3 * statistics.median(bare)}
     results['gpt_script_over_bare'] = results['gpt_script_ms'] / results['gpt_bare_ms']
     print(f"\n{'variant':<22}{'ms/iter':>10}{'tokens/s':>12}")
@@ -228,7 +218,7 @@ def bench_gpt():
     peak = bf16_peak_flops(name) if cuda else None
     if peak:  # dense bf16 tensor-core peak
         for key in ('gpt_script_ms', 'gpt_bare_ms'):
-            mfu = model.flops_per_token(T) * tokens / (results[key] / 1e3) / peak
+            mfu = bare_step['model'].flops_per_token(T) * tokens / (results[key] / 1e3) / peak
             results[key.replace('_ms', '_mfu')] = mfu
         print(f"MFU ({name}, dense bf16 peak {peak / 1e12:.0f} TFLOP/s): loop "
               f"{results['gpt_script_mfu']:.1%}, bare {results['gpt_bare_mfu']:.1%} (target >= 50% on an H200)")
@@ -293,7 +283,8 @@ def bench_resnet():
             script_ms += [rec['ms_per_iter'] for rec in log if not rec.get('eval')][1:]  # the first epoch warms up
             eval_s += [rec['eval_s'] for rec in log if rec.get('eval')][1:]
             bn_s += [rec['bn_s'] for rec in log if rec.get('eval')][1:]
-            # the bare step: same net, optimizer and batch size, batches already normalised on the device
+            # the bare step: same net, optimizer, batch size and cuDNN settings, batches already on the device
+            torch.backends.cudnn.benchmark = True  # as train_resnet.py
             torch.manual_seed(0)
             net = resnet18(10, width).to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
             step_net = torch.compile(net, dynamic=False) if compiled else net

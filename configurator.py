@@ -8,19 +8,89 @@ whose top-level names are config keys) and `--key=value` arguments:
     python train_gpt.py config/gpt_cpu_demo.py --weight_decay=0 --device=cpu
 Values are parsed with ast.literal_eval (strings may be bare: --init_from=resume), must
 match the default's type (an int is accepted for a float, true/false for a bool), and a key
-whose default is None takes any value. Mistakes exit with status 2 and one line, never a
-traceback. `--help` lists every key with its default.
+whose default is None takes any value. Each value is then checked against its declared bounds
+(BOUNDS and RELATIONS below, one table for every script). Mistakes exit with status 2 and one
+line, never a traceback. `--help` lists every key with its default.
 """
 import ast
 import difflib
 import sys
 import types
+from pathlib import Path
 
 CONFIG_TYPES = (bool, int, float, str, tuple, list, type(None))
+
+# What each config value may be, for every script that has the key. A string is a range
+# ('>=1', '>=0', '>0', '[0,1)', '[0,1]'); a tuple lists the allowed values.
+BOUNDS = dict(
+    # counts and sizes
+    batch_size='>=1', gradient_accumulation_steps='>=1', block_size='>=1', n_layer='>=1', n_head='>=1',
+    n_embd='>=1', vocab_multiple='>=1', width='>=1', epochs='>=1', eval_interval='>=1', eval_iters='>=1',
+    log_interval='>=1', eval_batch_size='>=1', hessian_n='>=1', hessian_probes='>=1', flow_epochs='>=1',
+    max_iters='>=0', warmup_iters='>=0', lr_decay_iters='>=0', n_train='>=0', eval_every='>=0',
+    hessian_every='>=0', flow_every='>=0', ckpt_every='>=0', micro_batch_size='>=0',
+    # optimisation
+    learning_rate='>=0', lr='>=0', lr_flow='>=0', min_lr='>=0', weight_decay='>=0', grad_clip='>=0',
+    radius='>=0', beta1='[0,1)', beta2='[0,1)', momentum='[0,1)', ema_coef='[0,1)', dropout='[0,1)',
+    first_decay='[0,1]', optimizer=('adamw', 'sgd'), project_every=('step', 'epoch'),
+    # system
+    dtype=('auto', 'float32', 'bfloat16', 'float16'), compile=('auto', 'true', 'false'),
+    # sample.py and bench.py
+    num_samples='>=1', max_new_tokens='>=1', top_k='>=1', temperature='>0', steps='>=1', warmup='>=0',
+)
+RANGES = {  # the range names BOUNDS uses, and how an error states each
+    '>=1': (lambda v: v >= 1, 'at least 1'), '>=0': (lambda v: v >= 0, '>= 0'),
+    '>0': (lambda v: v > 0, '> 0'), '[0,1)': (lambda v: 0 <= v < 1, 'in [0, 1)'),
+    '[0,1]': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
+}
+# Checks between keys, for the scripts that have all of them: (keys, holds(config), message).
+RELATIONS = [
+    (('n_embd', 'n_head'), lambda c: c['n_embd'] % c['n_head'] == 0,
+     "n_embd ({n_embd}) must be a multiple of n_head ({n_head})"),
+    (('warmup_iters', 'max_iters'), lambda c: not 0 < c['max_iters'] < c['warmup_iters'],
+     "warmup_iters ({warmup_iters}) is longer than training (max_iters {max_iters}); lower --warmup_iters"),
+    (('decay_lr', 'lr_decay_iters', 'warmup_iters'),
+     lambda c: not (c['decay_lr'] and 0 < c['lr_decay_iters'] < c['warmup_iters']),
+     "lr_decay_iters ({lr_decay_iters}) ends before the warmup ({warmup_iters} iterations)"),
+    (('decay_lr', 'min_lr', 'learning_rate'),
+     lambda c: not (c['decay_lr'] and c['min_lr'] > c['learning_rate']),
+     "min_lr ({min_lr}) is above learning_rate ({learning_rate}): the cosine would rise"),
+    (('scale_inv', 'model'), lambda c: not (c['scale_inv'] and c['model'] == 'vgg16'),
+     "vgg16 has no scale-invariant variant (use resnet18 or resnet34preact)"),
+    (('scale_inv', 'batch_norm'), lambda c: c['batch_norm'] or not c['scale_inv'],
+     "scale_inv needs batch_norm=True"),
+    (('elr_from', 'weight_decay'), lambda c: not (c['elr_from'] and c['weight_decay'] > 0),
+     "elr_from replays a run's effective LR without weight decay: add --weight_decay=0"),
+    (('elr_from', 'batch_norm'), lambda c: c['batch_norm'] or not c['elr_from'],
+     "elr_from needs batch_norm=True: the effective LR is that of the weights BatchNorm makes scale-invariant"),
+]
 
 
 class ConfigError(ValueError):
     pass
+
+
+def fail(message):
+    """Bad input: one line on stderr and exit status 2, never a traceback (every script's errors)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_bounds(config, choices=None):
+    """Raise ConfigError for the first value outside its declared bounds (choices: extra allowed values
+    by key, for lists that live elsewhere, such as the vision nets)."""
+    bounds = {**BOUNDS, **{k: tuple(v) for k, v in (choices or {}).items()}}
+    for key, value in config.items():
+        bound = bounds.get(key)
+        if bound is None or value is None:
+            continue
+        if isinstance(bound, tuple) and value not in bound:
+            raise ConfigError(f"unknown {key} {value!r}: expected one of {', '.join(map(str, bound))}")
+        if isinstance(bound, str) and not RANGES[bound][0](value):  # nan fails every range
+            raise ConfigError(f"{key} must be {RANGES[bound][1]}, got {value}")
+    for keys, holds, message in RELATIONS:
+        if all(k in config for k in keys) and not holds(config):
+            raise ConfigError(message.format(**config))
 
 
 def _unknown_key(key, known, where):
@@ -39,7 +109,7 @@ def coerce(key, value, default):
     if expected in (tuple, list) and isinstance(value, (tuple, list)):
         return expected(value)
     if expected is str and isinstance(value, bool):
-        return str(value)  # keys like compile='auto' also take True/False, from files too
+        return str(value).lower()  # keys like compile='auto' also take True/False, from files too
     if type(value) is expected:
         return value
     name = {bool: 'True or False', int: 'an integer', float: 'a number', str: 'a string',
@@ -56,7 +126,7 @@ def parse_value(key, raw, default):
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = raw  # a bare string: --init_from=resume, --device=cuda:0
     if isinstance(default, str) and not isinstance(value, str):
-        value = raw  # --dataset=123 is still a string
+        value = raw.lower() if raw.lower() in ('true', 'false') else raw  # --dataset=123 is still a string
     return coerce(key, value, default)
 
 
@@ -124,11 +194,10 @@ def help_text(defaults, doc=None):
     return '\n'.join(lines)
 
 
-def configure(namespace, doc=None, argv=None):
-    """Apply sys.argv to a script's globals in place; return (config, overrides).
-
-    config is every key with its resolved value (for config.json); overrides holds the keys
-    whose value differs from the default (for the run's name)."""
+def configure(namespace, doc=None, argv=None, choices=None):
+    """Apply sys.argv to a script's globals in place, check every value's bounds; return
+    (config, overrides). config is every key with its resolved value (for config.json);
+    overrides holds the keys whose value differs from the default (for the run's name)."""
     argv = sys.argv[1:] if argv is None else argv
     defaults = config_defaults(namespace)
     if any(a in ('-h', '--help') for a in argv):
@@ -136,9 +205,9 @@ def configure(namespace, doc=None, argv=None):
         sys.exit(0)
     try:
         config = apply_args(defaults, argv)
+        check_bounds(config, choices)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     namespace.update(config)
     overrides = {k: v for k, v in config.items() if v != defaults[k]}
     return config, overrides
@@ -146,14 +215,21 @@ def configure(namespace, doc=None, argv=None):
 
 SHORT_NAMES = {'weight_decay': 'wd', 'learning_rate': 'lr', 'wd_mode': 'wdmode',
                'batch_size': 'bs', 'optimizer': 'opt', 'max_iters': 'iters'}
+# keys that change where and how fast a run goes, not what it learns: left out of run names
+NOT_IN_NAMES = ('out_dir', 'data_dir', 'init_from', 'device', 'compile', 'eval_interval', 'eval_iters',
+                'log_interval', 'eval_every', 'eval_batch_size', 'ckpt_every')
 
 
-def run_name(prefix, overrides, ignore=()):
-    """A run folder name from the overrides: gpt_wd0.1_lr0.0006 (keys in `ignore` left out)."""
-    parts = [prefix]
-    for key, value in overrides.items():
-        if key in ignore:
-            continue
+def run_name(prefix, config, argv=None, files=True):
+    """A run folder name: the config files' names (or prefix), then the command-line overrides:
+    `config/gpt_cpu_demo.py --weight_decay=0.3` -> gpt_cpu_demo_wd0.3; `--weight_decay=0.1` alone ->
+    gpt_wd0.1. files=False names the run by prefix alone (a fine-tuning run, after its parent)."""
+    argv = sys.argv[1:] if argv is None else argv
+    stems = [Path(a).stem for a in argv if not a.startswith('-')] if files else []
+    given = [a[2:].split('=', 1)[0] for a in argv if a.startswith('--') and '=' in a]
+    parts = stems or [prefix]
+    for key in dict.fromkeys(k for k in given if k in config and k not in NOT_IN_NAMES):  # in order, once
+        value = config[key]
         text = f"{value:g}" if isinstance(value, float) else str(value)
         text = ''.join(c if c.isalnum() or c in '.-+' else '-' for c in text)
         parts.append(f"{SHORT_NAMES.get(key, key)}{text}")

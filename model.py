@@ -146,14 +146,16 @@ class GPT(nn.Module):
         return idx
 
 
-# dense bf16/fp16 tensor-core peaks (FLOP/s) for MFU, by substring of the device name: a device
-# not listed gets no MFU rather than a wrong one
-PEAK_FLOPS = (('H100 PCIe', 756e12), ('H100', 989e12), ('H200', 989e12), ('A100', 312e12))
+# dense bf16/fp16 tensor-core peaks (FLOP/s) for MFU, by the words of the device name, the variants
+# first: an H100 / H200 NVL or PCIe card is slower than the SXM part. Unknown devices get no MFU.
+PEAK_FLOPS = ((('H100', 'NVL'), 835e12), (('H100', 'PCIe'), 756e12), (('H200', 'NVL'), 835e12),
+              (('H100',), 989e12), (('H200',), 989e12), (('A100',), 312e12))
 
 
 def bf16_peak_flops(device_name):
     """The dense bf16 peak of a GPU named device_name (torch.cuda.get_device_name), or None."""
-    return next((flops for key, flops in PEAK_FLOPS if key in device_name), None)
+    words = device_name.replace('-', ' ').split()
+    return next((flops for keys, flops in PEAK_FLOPS if all(k in words for k in keys)), None)
 
 
 # =============================================================================

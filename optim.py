@@ -3,24 +3,31 @@ Hand-written optimizers, learning-rate schedules, EMA and weight-decay diagnosti
 
 Both optimizers are torch.optim.Optimizer subclasses whose update is a handful of
 torch._foreach_* calls per parameter group (`sgd_update`, `adamw_update`), so the line where
-weight decay acts is easy to find. Three ways to apply weight decay (`wd_mode`):
+weight decay acts is easy to find. Four ways to apply weight decay (`wd_mode`):
   'decoupled'   p <- p - lr*wd*p before the update (torch.optim.AdamW; Loshchilov & Hutter)
   'l2'          g <- g + wd*p, i.e. the gradient of wd/2*||p||^2 (torch.optim.SGD/Adam weight_decay)
   'independent' p <- p - (lr/lr_max)*wd*p: the schedule's shape without the LR's size
+  'cautious'    p <- p - lr*wd*p only where the update direction u agrees in sign with p (u*p >= 0),
+                so the decay never pulls against the update (Chen et al. 2025, arXiv 2510.12402)
 With no momentum, SGD's 'decoupled' and 'l2' are the same update.
 
 Speed: each foreach call is one pass over the parameters' memory, so the eager AdamW step reads
 and writes them about eight times. `opt.compile()` runs the same update function through
 torch.compile, which fuses it into one pass per tensor: as fast as torch.optim's fused=True
-(see bench.py optim). The values that change every step (lr, the bias corrections) are then
-passed as 0-d tensors, since a changed Python float would make torch.compile compile again.
+(see bench.py optim). The values that change every step (lr, the decay, the bias corrections) are
+then 0-d tensors on the device, kept from step to step and refilled in place (a changed Python
+float would make torch.compile compile again), and the update multiplies by them instead of
+passing them as alpha=/value= (which compiled code reads back to the host): a compiled step
+neither copies to the device nor waits for it.
 """
+import bisect
 import copy
 import math
 
+import numpy as np
 import torch
 
-WD_MODES = ('decoupled', 'l2', 'independent')
+WD_MODES = ('decoupled', 'l2', 'independent', 'cautious')
 
 
 def _check_hyperparameters(lr, weight_decay, wd_mode):
@@ -32,42 +39,48 @@ def _check_hyperparameters(lr, weight_decay, wd_mode):
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
 
 
-def _decoupled_factor(group):
-    """The multiplier of lr*wd in the decoupled shrink p <- p - factor*p, or 0 for 'l2'."""
-    lr, wd = group['lr'], group['weight_decay']
-    if group['wd_mode'] == 'decoupled':
-        return lr * wd
-    if group['wd_mode'] == 'independent':
-        return lr / group['initial_lr'] * wd if group['initial_lr'] > 0 else 0.0
-    return 0.0
-
-
 def _weight_decay(group):
-    """(l2, shrink) for the update functions: the L2 coefficient added to the gradient, or 0,
-    and the decoupled factor 1 - lr*wd (or 1 - lr/lr_max*wd), or None when nothing shrinks."""
+    """(l2, decay) for the update functions: the L2 coefficient added to the gradient, or 0, and the
+    fraction of the weights the decoupled decay removes this step (lr*wd, or lr/lr_max*wd), or None."""
     if group['weight_decay'] == 0:
         return 0.0, None
     if group['wd_mode'] == 'l2':
         return group['weight_decay'], None
-    return 0.0, 1 - _decoupled_factor(group)
+    return 0.0, _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'], group['initial_lr'])
 
 
-def _split(params, key):
+def _split(params, keys):
     """[(key, [params with that key]), ...] in order: tensors an update can treat together."""
     buckets = {}
-    for p in params:
-        buckets.setdefault(key(p), []).append(p)
+    for p, key in zip(params, keys):
+        buckets.setdefault(key, []).append(p)
     return list(buckets.items())
 
 
 class _Optimizer(torch.optim.Optimizer):
-    """What SGD and AdamW share: initial_lr for the 'independent' mode, and compile()."""
+    """What SGD and AdamW share: initial_lr for the 'independent' mode, loading a checkpoint's state
+    under this run's hyperparameters, and compile()."""
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
         for group in self.param_groups:
             group.setdefault('initial_lr', group['lr'])  # lr_max of the 'independent' mode
         self.compiled = False
+        self._device_scalars = {}  # (group index, device) -> {name: 0-d tensor}: the compiled step's values
+
+    def load_state_dict(self, state_dict):
+        """A resumed run uses the hyperparameters it was started with now, never silently the checkpoint's:
+        only the per-parameter state (moments, step counts) is loaded; group keys but 'params' are kept."""
+        saved = state_dict['param_groups']
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"the checkpoint's optimizer has {len(saved)} parameter groups and this one "
+                             f"{len(self.param_groups)}: the parameters are split differently (wd_params?)")
+        kept = [{k: v for k, v in group.items() if k != 'params'} for group in self.param_groups]
+        super().load_state_dict(state_dict)  # checks the group sizes and moves the state to the parameters
+        for group, hyperparameters in zip(self.param_groups, kept):
+            params = group['params']
+            group.clear()  # drops keys only the checkpoint had
+            group.update(params=params, **hyperparameters)
 
     def compile(self):
         """Fuse the update into one pass over memory per tensor with torch.compile (the first
@@ -76,20 +89,52 @@ class _Optimizer(torch.optim.Optimizer):
         self.compiled = True
         return self
 
-    def _scalar(self, x, device):
-        """x as the update gets it: a float in eager mode, a 0-d tensor when compiled."""
-        return torch.tensor(x, dtype=torch.float32, device=device) if self.compiled else x
+    def _scalars(self, group_index, device, **values):
+        """The values that change every step, as the update takes them: Python floats in eager mode;
+        compiled, 0-d tensors on the device kept from step to step and refilled in place, since fill_
+        hands the number to a kernel (torch.tensor(x, device=...) would be a blocking copy every step)."""
+        if not self.compiled:
+            return values
+        kept = self._device_scalars.setdefault((group_index, device), {})
+        for name, x in values.items():
+            if x is not None:
+                if name not in kept:
+                    kept[name] = torch.zeros((), dtype=torch.float32, device=device)
+                kept[name].fill_(x)
+        return {name: None if x is None else kept[name] for name, x in values.items()}
 
 
 # -----------------------------------------------------------------------------
-# the updates: in place, over lists of tensors of one parameter group
+# the updates: in place, over lists of tensors of one parameter group. lr, decay and the bias
+# corrections are Python floats in eager mode and 0-d tensors on the device when compiled.
 
-def sgd_update(params, grads, bufs, lr, l2, shrink, momentum, dampening, nesterov, first):
+def _add_(params, updates, scale, denom=None):
+    """p <- p + scale*update, or + scale*update/denom. A tensor scale is multiplied in, as torch.optim does
+    with a tensor lr: passed as alpha= or value=, compiled code would read it back to the host (.item())."""
+    if isinstance(scale, torch.Tensor):
+        if denom is not None:
+            updates = torch._foreach_div(updates, denom)
+        torch._foreach_add_(params, torch._foreach_mul(updates, scale))
+    elif denom is None:
+        torch._foreach_add_(params, updates, alpha=scale)
+    else:
+        torch._foreach_addcdiv_(params, updates, denom, value=scale)
+
+
+def _cautious_decay_(params, directions, decay):
+    """p <- p - decay*p on the coordinates where the update direction u and p do not disagree in sign."""
+    # sign(u)*sign(p) is -1, 0 or 1: plus 1, at most 1, it is the indicator of u*p >= 0 (u*p could underflow)
+    agree = torch._foreach_mul(torch._foreach_sign(directions), torch._foreach_sign(params))
+    torch._foreach_add_(agree, 1)
+    torch._foreach_clamp_max_(agree, 1)
+    torch._foreach_mul_(agree, params)
+    _add_(params, agree, -decay)
+
+
+def sgd_update(params, grads, bufs, lr, l2, decay, cautious, momentum, dampening, nesterov, first):
     """SGD with momentum. bufs: the momentum buffers (first=True: new ones, set to g)."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
-    if shrink is not None:
-        torch._foreach_mul_(params, shrink)  # p <- p - lr*wd*p (weight decay)
     if momentum != 0:
         if first:  # the first step copies g, as torch.optim.SGD does
             torch._foreach_copy_(bufs, grads)
@@ -97,23 +142,30 @@ def sgd_update(params, grads, bufs, lr, l2, shrink, momentum, dampening, nestero
             torch._foreach_mul_(bufs, momentum)
             torch._foreach_add_(bufs, grads, alpha=1 - dampening)
         grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
-    torch._foreach_add_(params, grads, alpha=-lr)  # p <- p - lr*g
+    if decay is not None and cautious:  # p <- p - lr*wd*p where u*p >= 0, u = g the step's direction
+        _cautious_decay_(params, grads, decay)
+    elif decay is not None:
+        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
+    _add_(params, grads, -lr)  # p <- p - lr*g
 
 
-def adamw_update(params, grads, m, v, lr, l2, shrink, beta1, beta2, eps, bias1, bias2):
+def adamw_update(params, grads, m, v, lr, l2, decay, cautious, beta1, beta2, eps, bias1, bias2):
     """Adam(W) for tensors at the same step t: bias1 = 1 - beta1^t, bias2 = 1 - beta2^t."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
-    if shrink is not None:
-        torch._foreach_mul_(params, shrink)  # p <- p - lr*wd*p (weight decay)
     torch._foreach_lerp_(m, grads, 1 - beta1)  # m <- beta1*m + (1-beta1)*g
     torch._foreach_mul_(v, beta2)  # v <- beta2*v + (1-beta2)*g^2
     torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+    # the update u = m_hat/(sqrt(v_hat)+eps) has the sign of m
+    if decay is not None and cautious:  # p <- p - lr*wd*p where u*p >= 0 (cautious weight decay)
+        _cautious_decay_(params, m, decay)
+    elif decay is not None:
+        torch._foreach_mul_(params, 1 - decay)  # p <- p - lr*wd*p (weight decay)
     # p <- p - lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m/bias1 and v_hat = v/bias2
     denom = torch._foreach_sqrt(v)
     torch._foreach_div_(denom, bias2 ** 0.5)
     torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, m, denom, value=-lr / bias1)
+    _add_(params, m, -lr / bias1, denom)
 
 
 class SGD(_Optimizer):
@@ -127,8 +179,8 @@ class SGD(_Optimizer):
             raise ValueError(f"momentum must be >= 0, got {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                        weight_decay=weight_decay, wd_mode=wd_mode)
+        defaults = {'lr': lr, 'momentum': momentum, 'dampening': dampening, 'nesterov': nesterov,
+                    'weight_decay': weight_decay, 'wd_mode': wd_mode}
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -137,22 +189,22 @@ class SGD(_Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for i, group in enumerate(self.param_groups):
             params = [p for p in group['params'] if p.grad is not None]
             if not params:
                 continue
-            l2, shrink = _weight_decay(group)
+            l2, decay = _weight_decay(group)
+            cautious = group['wd_mode'] == 'cautious'
             momentum = group['momentum']
             # tensors with a momentum buffer, and those at their first step (all of them at step 1)
-            new = lambda p: momentum != 0 and 'momentum_buffer' not in self.state[p]
+            new = [momentum != 0 and 'momentum_buffer' not in self.state[p] for p in params]
             for first, ps in _split(params, new):
                 if first:
                     for p in ps:
                         self.state[p]['momentum_buffer'] = torch.empty_like(p)
                 bufs = [self.state[p]['momentum_buffer'] for p in ps] if momentum != 0 else None
-                device = ps[0].device
-                self.update(ps, [p.grad for p in ps], bufs, self._scalar(group['lr'], device), l2,
-                            None if shrink is None else self._scalar(shrink, device), momentum,
+                s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay)
+                self.update(ps, [p.grad for p in ps], bufs, s['lr'], l2, s['decay'], cautious, momentum,
                             group['dampening'], group['nesterov'], first)
         return loss
 
@@ -168,8 +220,8 @@ class AdamW(_Optimizer):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        wd_mode=wd_mode)
+        defaults = {'lr': lr, 'betas': tuple(betas), 'eps': eps, 'weight_decay': weight_decay,
+                    'wd_mode': wd_mode}
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -178,7 +230,7 @@ class AdamW(_Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for i, group in enumerate(self.param_groups):
             params = [p for p in group['params'] if p.grad is not None]
             if not params:
                 continue
@@ -187,15 +239,16 @@ class AdamW(_Optimizer):
                     self.state[p].update(step=0, exp_avg=torch.zeros_like(p),
                                          exp_avg_sq=torch.zeros_like(p))
                 self.state[p]['step'] += 1
-            l2, shrink = _weight_decay(group)
+            l2, decay = _weight_decay(group)
+            cautious = group['wd_mode'] == 'cautious'
             beta1, beta2 = group['betas']
             # tensors at the same step share the bias corrections: one call, unless some had no gradient
-            for t, ps in _split(params, lambda p: self.state[p]['step']):
-                scalar = lambda x: self._scalar(x, ps[0].device)
+            for t, ps in _split(params, [self.state[p]['step'] for p in params]):
+                s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay, bias1=1 - beta1 ** t,
+                                  bias2=1 - beta2 ** t)
                 self.update(ps, [p.grad for p in ps], [self.state[p]['exp_avg'] for p in ps],
-                            [self.state[p]['exp_avg_sq'] for p in ps], scalar(group['lr']), l2,
-                            None if shrink is None else scalar(shrink), beta1, beta2, group['eps'],
-                            scalar(1 - beta1 ** t), scalar(1 - beta2 ** t))
+                            [self.state[p]['exp_avg_sq'] for p in ps], s['lr'], l2, s['decay'], cautious,
+                            beta1, beta2, group['eps'], s['bias1'], s['bias2'])
         return loss
 
 
@@ -229,8 +282,8 @@ def param_groups(model, weight_decay, wd_params='matrices'):
         is_decayed = lambda p: any(k in n for k in keys for n in names[p])
     decay = [p for p in names if is_decayed(p)]
     no_decay = [p for p in names if not is_decayed(p)]
-    groups = [dict(params=decay, weight_decay=weight_decay, decayed=True),
-              dict(params=no_decay, weight_decay=0.0, decayed=False)]
+    groups = [{'params': decay, 'weight_decay': weight_decay, 'decayed': True},
+              {'params': no_decay, 'weight_decay': 0.0, 'decayed': False}]
     groups = [g for g in groups if g['params']]  # torch.optim accepts no empty group
     count = lambda ps: sum(p.numel() for p in ps)
     summary = (f"weight decay {weight_decay} on {len(decay)} tensors ({count(decay):,} parameters), "
@@ -263,13 +316,39 @@ def step_lr(it, lr, lr_flow, first_decay, total_iters):
     return lr if it < round(first_decay * total_iters) else lr_flow
 
 
+def elr_replay(source_log, start_sq_norm):
+    """The LR schedule that replays a run's effective LR lr/||w||^2 (of its scale-invariant weights) in
+    another run: lr_at(it, sq_norm) = source_lr(it) / source_sq_norm(it) * sq_norm, where sq_norm is
+    this run's ||w||^2 now. The source's LR per epoch comes from its training lines, its ||w||^2 =
+    lr/eff_lr from its eval lines, linearly interpolated between them (from start_sq_norm at
+    iteration 0: the same seed starts from the same weights). If weight decay helps only through
+    the effective LR, a replay without weight decay generalises as the source did."""
+    epochs = sorted((r['iter'], r['lr']) for r in source_log if not r.get('eval') and 'epoch' in r)
+    evals = [(r['iter'], r['lr'] / r['eff_lr']) for r in source_log if r.get('eval') and r.get('eff_lr')]
+    if not epochs or not evals:
+        raise ValueError("the source log has no training lines or no eval lines with eff_lr "
+                         "(a train_resnet.py run of a net with BatchNorm)")
+    ends, lrs = zip(*epochs)  # the LR of the epoch that ends at each iteration
+    iters, sq_norms = zip(*sorted([(0, start_sq_norm), *evals]))
+
+    def lr_at(it, sq_norm):
+        if it >= ends[-1]:
+            raise ValueError(f"iteration {it} is beyond the source run's {ends[-1]}")
+        source_lr = lrs[bisect.bisect_right(ends, it)]
+        return source_lr / float(np.interp(it, iters, sq_norms)) * sq_norm
+    return lr_at
+
+
 # -----------------------------------------------------------------------------
 # exponential moving average of the iterates
 
 class EMA:
-    """ema <- coef*ema + (1-coef)*param after each step; buffers (BatchNorm statistics) are copied.
+    """ema <- coef*ema + (1-coef)*param after each step, over the float parameters; `ema.model` is an
+    ordinary module for evaluation. Call copy_buffers(model) before using it (evaluating, saving): the
+    buffers (BatchNorm statistics, counters) are not averaged but copied, and only then.
 
-    `ema.model` is an ordinary module for evaluation."""
+    The average starts from the initial weights, whose share after t updates is coef^t: a short run
+    with coef near 1 (0.999 over 1,000 steps: 37%) mostly evaluates the initialisation."""
 
     def __init__(self, model, coef):
         self.coef = coef
@@ -278,11 +357,16 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model):
-        ema_params = list(self.model.parameters())
-        params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1 - self.coef)
+        pairs = [(e, p.detach()) for e, p in zip(self.model.parameters(), model.parameters())
+                 if e.is_floating_point()]
+        if pairs:  # one call for all the tensors, not one per tensor
+            torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1 - self.coef)
+
+    @torch.no_grad()
+    def copy_buffers(self, model):
+        """The model's buffers into the EMA model, in one call: before evaluating or saving it."""
         buffers = list(model.buffers())
-        if buffers:  # one call for all BatchNorm statistics, not one per tensor
+        if buffers:
             torch._foreach_copy_(list(self.model.buffers()), buffers)
 
     def state_dict(self):
@@ -332,52 +416,135 @@ def weight_norms(params):
     return torch.linalg.vector_norm(norms).item(), norms.tolist()  # two host syncs, not one per tensor
 
 
+def _is_decayed(group):
+    return group.get('decayed', group['weight_decay'] > 0)
+
+
 def decayed_params(optimizer):
     """The tensors under weight decay: groups built by param_groups, else groups with wd > 0."""
-    return [p for g in optimizer.param_groups if g.get('decayed', g['weight_decay'] > 0)
-            for p in g['params']]
+    return [p for g in optimizer.param_groups if _is_decayed(g) for p in g['params']]
 
 
 @torch.no_grad()
-def adam_effective_lr(optimizer):
-    """Mean over the decayed parameters of Adam's per-coordinate step lr / (sqrt(v_hat) + eps)."""
-    total, count = 0.0, 0
-    for g in optimizer.param_groups:
-        if not g.get('decayed', g['weight_decay'] > 0):
-            continue
+def _mean_adam_step(optimizer, groups, bias_correction):
+    """Mean over the coordinates of the groups' tensors with Adam state of lr / (sqrt(v) + eps), v
+    bias-corrected or not. The per-tensor sums stay on the device and come back in one transfer."""
+    sums, count = [], 0
+    for g in groups:
         beta2 = g['betas'][1]
         for p in g['params']:
             s = optimizer.state.get(p)
             if not s:
                 continue
-            v_hat = s['exp_avg_sq'] / (1 - beta2 ** s['step'])
-            total += (g['lr'] / (v_hat.sqrt() + g['eps'])).sum(dtype=torch.float64).item()
+            v = s['exp_avg_sq'] / (1 - beta2 ** s['step']) if bias_correction else s['exp_avg_sq']
+            sums.append((g['lr'] / (v.sqrt() + g['eps'])).sum(dtype=torch.float64))
             count += p.numel()
-    return total / count if count else float('nan')
+    return torch.stack(sums).sum().item() / count if count else float('nan')
+
+
+def adam_effective_lr(optimizer):
+    """Mean over the decayed parameters of Adam's per-coordinate step lr / (sqrt(v_hat) + eps)."""
+    return _mean_adam_step(optimizer, [g for g in optimizer.param_groups if _is_decayed(g)], True)
+
+
+def adam_effective_lr_all(optimizer):
+    """The authors' avg_adam_elr (tml-epfl/why-weight-decay, large_language_models/train.py): the mean
+    over every parameter's coordinates of lr / (sqrt(v) + eps), v not bias-corrected (equal once
+    beta2^t ~ 0). Each group's lr and eps (the authors' runs have one of each)."""
+    return _mean_adam_step(optimizer, optimizer.param_groups, False)
 
 
 @torch.no_grad()
 def angular_updates(before, after):
     """Per-tensor angle (radians) between two iterates: arccos of their cosine similarity,
-    computed as 2*atan2(|u-v|, |u+v|) of the unit vectors, which stays accurate for tiny angles."""
+    computed as 2*atan2(|u-v|, |u+v|) of the unit vectors, which stays accurate for tiny angles.
+    The angles are computed on the device and come back in one transfer."""
     angles = []
     for a, b in zip(before, after):
         u = a.detach().flatten().double()
         v = b.detach().flatten().double()
         u, v = u / u.norm(), v / v.norm()
-        angles.append(2 * torch.atan2((u - v).norm(), (u + v).norm()).item())
-    return angles
+        angles.append(2 * torch.atan2((u - v).norm(), (u + v).norm()))
+    return torch.stack(angles).tolist() if angles else []
 
 
-def equilibrium_angular_update(optimizer_name, lr, weight_decay, beta1=0.9, momentum=0.0):
-    """Rotational-equilibrium angle per step (Kosson et al. 2023) for scale-invariant weights."""
+def angle_spread(angles):
+    """The mean, 10th and 90th percentiles (linear interpolation, as numpy's) of per-tensor angles, under
+    their log keys; None values when there is no angle."""
+    if not angles:
+        return {'angular_update': None, 'angular_update_p10': None, 'angular_update_p90': None}
+    a = torch.tensor(angles, dtype=torch.float64)
+    p10, p90 = torch.quantile(a, torch.tensor([0.1, 0.9], dtype=torch.float64)).tolist()
+    return {'angular_update': a.mean().item(), 'angular_update_p10': p10, 'angular_update_p90': p90}
+
+
+# -----------------------------------------------------------------------------
+# weight decay by mode: every formula that depends on wd_mode lives here
+
+def _decay_per_step(lr, weight_decay, wd_mode='decoupled', lr_max=None):
+    """The fraction of a weight that weight decay removes per step, p <- p - rate*p: lr*wd, and
+    (lr/lr_max)*wd for 'independent' (0 when lr_max is 0: a run started at lr 0 is not decayed)."""
+    if wd_mode not in WD_MODES:
+        raise ValueError(f"unknown wd_mode {wd_mode!r}: expected one of {', '.join(WD_MODES)}")
+    if wd_mode != 'independent':
+        return lr * weight_decay
+    if lr_max is None:
+        raise ValueError("wd_mode='independent' needs lr_max (the group's initial_lr, the peak LR)")
+    return lr / lr_max * weight_decay if lr_max > 0 else 0.0
+
+
+def wd_timescale(lr, weight_decay, wd_mode='decoupled', lr_max=None):
+    """Iterations over which weight decay forgets (Wang & Aitchison 2024): tau = 1/(per-step shrink),
+    1/(lr*wd), or 1/((lr/lr_max)*wd) for 'independent'. For SGD, 'l2' shrinks by lr*wd too; with
+    Adam's 'l2' the shrink is divided by sqrt(v_hat) per coordinate and tau is only SGD's value;
+    'cautious' decays only part of the coordinates at each step, and takes longer than tau."""
+    rate = _decay_per_step(lr, weight_decay, wd_mode, lr_max)
+    return 1 / rate if rate > 0 else float('inf')
+
+
+def equilibrium_angular_update(optimizer_name, lr, weight_decay, wd_mode='decoupled', lr_max=None,
+                               beta1=0.9, momentum=0.0):
+    """Angle (radians) between consecutive iterates of a scale-invariant weight at rotational
+    equilibrium (Kosson et al., ICML 2024), or None where the mode has none. SGD: heavy-ball momentum.
+
+    Assumptions: the loss does not depend on ||w||, so its gradient is orthogonal to w, and the run is
+    in a steady state (E||w||^2 constant) with the gradients of different steps uncorrelated."""
+    if optimizer_name not in ('adamw', 'sgd'):
+        raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
+    if optimizer_name == 'adamw' and wd_mode == 'l2':
+        return None  # the decay is divided by sqrt(v_hat), different in every layer: no common balance
+    if wd_mode == 'cautious':
+        # the decay acts where u*w >= 0, a share of the coordinates that depends on how the momentum
+        # correlates with w, and it is not along w: no closed form
+        return None
+    # At equilibrium what the decay removes from ||w||^2 per step, 2*rate*||w||^2, balances what the
+    # gradients add: each g, orthogonal to w, moves w by lr*g/(1-m) in all, its momentum's sum (Adam:
+    # lr*g/sqrt(v), lr^2 per coordinate squared). The angle per step is |step|/||w||, with E|step|^2 =
+    # lr^2*|g|^2/(1-m^2) for SGD and lr^2*d*(1-beta1)/(1+beta1) for Adam over d coordinates.
+    rate = _decay_per_step(lr, weight_decay, wd_mode, lr_max)  # 'independent': wd -> wd/lr_max
     if optimizer_name == 'adamw':
-        return math.sqrt(2 * lr * weight_decay * (1 - beta1) / (1 + beta1))
-    if optimizer_name == 'sgd':
-        return math.sqrt(2 * lr * weight_decay / (1 + momentum))
-    raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
+        return math.sqrt(2 * rate * (1 - beta1) / (1 + beta1))
+    if wd_mode == 'l2':  # the decay passes through the momentum: it removes rate/(1-m) per step
+        return math.sqrt(2 * rate / (1 + momentum))
+    return math.sqrt(2 * rate * (1 - momentum) / (1 + momentum))
 
 
-def wd_timescale(lr, weight_decay):
-    """Iterations over which weight decay forgets (Wang & Aitchison 2024): tau = 1/(lr*wd)."""
-    return 1 / (lr * weight_decay) if lr * weight_decay > 0 else float('inf')
+def l2_equivalent(optimizer_name, weight_decay, wd_mode, momentum=0.0, dampening=0.0, lr_max=None):
+    """The coefficient c such that the fixed points of the update are the stationary points of
+    f + c/2*||w||^2: the regularised objective a run minimises. None where there is no such objective;
+    0 for 'cautious', whose iterates settle on f's own stationary points as the LR goes to 0."""
+    if optimizer_name not in ('adamw', 'sgd'):
+        raise ValueError(f"unknown optimizer {optimizer_name!r}: expected 'adamw' or 'sgd'")
+    rate_per_lr = _decay_per_step(1.0, weight_decay, wd_mode, lr_max)  # the shrink is rate_per_lr*lr
+    if wd_mode == 'l2':
+        return weight_decay  # g + wd*w = 0 at a fixed point, whatever the momentum or Adam's scaling
+    if wd_mode == 'cautious':
+        # the decay acts only where u*w >= 0, so it never balances the update (u = -wd*w gives u*w < 0): the
+        # run settles where u = 0, on f's stationary points, chattering about them at a finite lr (Chen et al)
+        return 0.0
+    if optimizer_name == 'adamw':
+        # a fixed point has rate*w = -lr*m_hat/(sqrt(v_hat)+eps), about -lr*sign(g): a bound on |w|
+        return None
+    # SGD: at a fixed point the buffer b = m*b + (1-d)*g holds b = (1-d)*g/(1-m) (without momentum
+    # there is no buffer: b = g), and the step is 0: rate*w + lr*b = 0, i.e. g + rate/lr*(1-m)/(1-d)*w = 0
+    return rate_per_lr * ((1 - momentum) / (1 - dampening) if momentum != 0 else 1.0)

@@ -114,7 +114,10 @@ def write_split(out_dir, train_ids, val_ids, meta):
     if meta['vocab_size'] > 65536:
         raise DataError(f"vocabulary of {meta['vocab_size']} does not fit uint16 ids")
     for split, ids in (('train', train_ids), ('val', val_ids)):
-        write_atomic(out_dir / f'{split}.bin', np.asarray(ids, dtype=np.uint16))
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) and not 0 <= ids.min() <= ids.max() < meta['vocab_size']:  # every id checked once, here
+            raise DataError(f"{split} has token ids outside the vocabulary of {meta['vocab_size']}")
+        write_atomic(out_dir / f'{split}.bin', ids.astype(np.uint16))
     write_json_atomic(out_dir / 'meta.json', meta)
     print(f"wrote {out_dir}: train {len(train_ids):,} tokens, val {len(val_ids):,} tokens, "
           f"vocabulary {meta['vocab_size']:,} ({meta['tokenizer']})")
@@ -213,6 +216,8 @@ def prepare_openwebtext(source, out_dir, chunk=1024, val_fraction=0.0005):
                 for ids in enc.encode_ordinary_batch(batch, num_threads=threads):
                     split = 'val' if is_val[done] else 'train'
                     ids.append(enc.eot_token)  # documents are separated by <|endoftext|>
+                    if max(ids) >= enc.n_vocab:  # every id checked once, here, not at each training start
+                        raise DataError(f"tiktoken gave token id {max(ids)} >= its vocabulary {enc.n_vocab}")
                     files[split].write(np.array(ids, dtype=np.uint16).tobytes())
                     counts[split] += len(ids)
                     done += 1
@@ -232,6 +237,43 @@ def prepare_openwebtext(source, out_dir, chunk=1024, val_fraction=0.0005):
     write_json_atomic(out_dir / 'meta.json', dict(vocab_size=enc.n_vocab, tokenizer='gpt2',
                                                   eot_token=enc.eot_token))
     print(f"wrote {out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens")
+
+
+def open_text_dataset(data_path, name, block_size):
+    """(meta, {'train': n_tokens, 'val': n_tokens}) of a prepared text dataset, checked as far as is
+    cheap at every start (sizes, meta.json, the ids at both ends of each file); exit 2 otherwise."""
+    import json
+
+    import numpy as np
+
+    from configurator import fail
+    again = f"prepare it again: python prepare_data.py {name}"
+    if not all((data_path / f).is_file() for f in ('train.bin', 'val.bin', 'meta.json')):
+        if name not in TEXT_DATASETS:
+            fail(f"unknown dataset {name!r} ({data_path} has no train.bin, val.bin and meta.json): "
+                 f"prepare_data.py prepares {', '.join(TEXT_DATASETS)}")
+        fail(f"{data_path} has no train.bin, val.bin and meta.json; run: python prepare_data.py {name}")
+    try:
+        meta = json.loads((data_path / 'meta.json').read_text())
+    except (OSError, ValueError):
+        meta = None
+    if not (isinstance(meta, dict) and isinstance(meta.get('vocab_size'), int) and meta['vocab_size'] > 0):
+        fail(f"{data_path / 'meta.json'} is unreadable or has no vocab_size; {again}")
+    n_tokens = {}
+    for split in ('train', 'val'):
+        path = data_path / f'{split}.bin'
+        if path.stat().st_size % 2:
+            fail(f"{path} is truncated (an odd number of bytes); {again}")
+        n_tokens[split] = path.stat().st_size // 2
+        if n_tokens[split] <= block_size:
+            fail(f"{path} holds {n_tokens[split]:,} tokens, not more than one block of {block_size}; "
+                 f"lower --block_size or prepare more data")
+        tokens = np.memmap(path, dtype=np.uint16, mode='r')
+        for start in (0, max(0, len(tokens) - (1 << 22))):  # all of a small file, the ends of a large one
+            if (top := int(tokens[start:start + (1 << 22)].max())) >= meta['vocab_size']:
+                fail(f"{path} is corrupted: token id {top} is outside the vocabulary of "
+                     f"{meta['vocab_size']}; {again}")
+    return meta, n_tokens
 
 
 # =============================================================================
@@ -329,11 +371,40 @@ def prepare_cifar(name, source, out_dir):
     print(f"wrote {out_dir}/{{train,test}}_{{images,labels}}.npy and meta.json")
 
 
+def load_image_dataset(data_path, name):
+    """{'train': (images, labels), 'test': (...)} of a prepared CIFAR set, as numpy arrays: uint8
+    (N, 32, 32, 3) and int64 labels; exit 2 if an array is missing, truncated or mis-shaped."""
+    import numpy as np
+
+    from configurator import fail
+    again = f"prepare it again: python prepare_data.py {name}"
+    arrays = [data_path / f'{s}_{a}.npy' for s in ('train', 'test') for a in ('images', 'labels')]
+    if not all(a.exists() for a in arrays):
+        fail(f"dataset {name} not found in {data_path}: run `python prepare_data.py {name}` "
+             f"(or with --source=PATH to a local copy of the tarball)")
+    splits = {}
+    for split in ('train', 'test'):
+        try:
+            images, labels = (np.load(data_path / f'{split}_{a}.npy') for a in ('images', 'labels'))
+        except (OSError, ValueError, EOFError) as e:
+            fail(f"{data_path}/{split}_*.npy is truncated or corrupted ({str(e).splitlines()[0][:100]}); "
+                 f"{again}")
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+            fail(f"{data_path}/{split}_images.npy holds {images.dtype} {images.shape}, not uint8 "
+                 f"(N, 32, 32, 3); {again}")
+        if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in 'iu' \
+                or (labels < 0).any():
+            fail(f"{data_path}/{split}_labels.npy does not hold {len(images)} labels >= 0; {again}")
+        splits[split] = images, labels.astype(np.int64)
+    return splits
+
+
 # =============================================================================
 # end of CIFAR
 # =============================================================================
 
 
+TEXT_DATASETS = ('shakespeare_char', 'shakespeare', 'openwebtext')
 DATASETS = {
     'shakespeare_char': prepare_shakespeare_char,
     'shakespeare': prepare_shakespeare,

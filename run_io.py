@@ -1,6 +1,7 @@
 """
-The run folder both training scripts write: out/RUN/config.json, log.jsonl and ckpt.pt,
-and how a run reports what stops it.
+What both training scripts do around the algorithm: pick the device, guard and write the run
+folder (out/RUN/config.json, log.jsonl, ckpt.pt), load the checkpoint a run starts from,
+capture and restore RNG states, and report what stops a run.
 
 Everything here survives a crash: the config and checkpoint are written to a temporary
 file, fsynced and renamed, so a kill at any moment leaves the previous version intact; the
@@ -19,10 +20,172 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+
+from configurator import fail
 
 # test hook: seconds a checkpoint write pauses half-way, so that a test can kill inside it
 SLOW_WRITE = float(os.environ.get('RUN_IO_SLOW_WRITE', 0))
 
+
+# -----------------------------------------------------------------------------
+# before a run: device, run folder, the checkpoint it starts from
+
+def resolve_device(device, dtype, compile):
+    """(device, dtype, use_compile) with 'auto' made concrete: cuda, then mps, then cpu; bfloat16 on
+    a GPU that has it; compile on CUDA. Exit 2 if what was asked for is not on this machine."""
+    if device == 'auto':
+        device = ('cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available()
+                  else 'cpu')
+    kind = device.split(':')[0]
+    if kind not in ('cpu', 'cuda', 'mps'):
+        fail(f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if kind == 'cuda' and not torch.cuda.is_available():
+        fail(f"device is {device} but PyTorch sees no CUDA GPU (try --device=cpu)")
+    if kind == 'mps' and not torch.backends.mps.is_available():
+        fail("device is mps but PyTorch sees no MPS device (try --device=cpu)")
+    if dtype == 'auto':
+        dtype = 'bfloat16' if kind == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
+    if dtype == 'bfloat16' and kind == 'cuda' and not torch.cuda.is_bf16_supported():
+        fail("this GPU does not support bfloat16; use --dtype=float16 or float32")
+    if compile == 'true' and (why := compile_unavailable(kind)):
+        fail(f"{why}; run with --compile=False")
+    return device, dtype, compile == 'true' or (compile == 'auto' and kind == 'cuda')
+
+
+def check_run_dir(out_dir, init_from):
+    """Exit 2 unless out_dir can take this run: a resume needs its checkpoint there, any other run
+    a folder that holds no run yet; both a folder that can be written."""
+    ckpt, log = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
+    if init_from == 'resume' and not ckpt.is_file():
+        if log.exists():
+            fail(f"cannot resume: {out_dir} was stopped before its first checkpoint; delete the folder "
+                 f"and start again")
+        fail(f"cannot resume: {ckpt} does not exist (pass the run's folder as --out_dir)")
+    if init_from != 'resume' and (ckpt.exists() or log.exists()):
+        fail(f"{out_dir} already holds a run; continue it with --init_from=resume, or pick another --out_dir")
+    if why := unwritable(out_dir):
+        fail(f"cannot write the run folder {out_dir}: {why}; pick another --out_dir")
+
+
+def load_start(path, script, needed):
+    """The checkpoint a run resumes or fine-tunes from, on the CPU (RNG states must stay there);
+    exit 2 if it cannot be read or was not written by `script`."""
+    if not Path(path).is_file():
+        fail(f"cannot start from {path}: no such file (init_from must be 'scratch', 'resume' or a "
+             f"checkpoint)")
+    try:
+        checkpoint = load_checkpoint(path, 'cpu')
+    except CheckpointError as e:
+        fail(e)
+    if not set(needed) <= checkpoint.keys():
+        fail(f"{path} is not a {script} checkpoint")
+    return checkpoint
+
+
+def shape_from(checkpoint, config, keys, overrides):
+    """The checkpoint's values of the keys that shape the model and its data, which a resumed or
+    fine-tuned run must keep; an override that contradicts one exits 2."""
+    theirs = checkpoint['config']
+    clash = [k for k in keys if k in overrides and theirs.get(k, config[k]) != config[k]]
+    if clash:
+        fail(f"the checkpoint has {', '.join(f'{k}={theirs[k]!r}' for k in clash)}, this run asks for "
+             f"{', '.join(f'{k}={config[k]!r}' for k in clash)}; drop the override(s)")
+    return {k: theirs[k] for k in keys if k in theirs}
+
+
+def load_weights(model, state_dict):
+    """Load a checkpoint's weights, with or without torch.compile's and DDP's name prefixes; exit 2
+    if they do not fit the model (another shape than the one built)."""
+    try:
+        model.load_state_dict({k.removeprefix('_orig_mod.').removeprefix('module.'): v
+                               for k, v in state_dict.items()})
+    except (RuntimeError, KeyError, ValueError) as e:
+        fail(f"the checkpoint's weights do not fit this model ({str(e).strip().splitlines()[0][:160]})")
+
+
+def restore(checkpoint, scaler, device, rank=0, log_path=None):
+    """What a resumed run takes back besides weights and optimizer state: the GradScaler, this process's
+    RNG states, and the log trimmed to the checkpoint (what came after it is logged again)."""
+    if checkpoint['scaler']:  # empty unless the checkpoint was float16
+        scaler.load_state_dict(checkpoint['scaler'])
+    set_rng_states(checkpoint['rng'], device, rank)
+    if log_path is not None:
+        trim_log(log_path, checkpoint['iter'])
+
+
+def start_message(checkpoint, config, resumed, ignore=('init_from', 'out_dir', 'wd_timescale_iters',
+                                                       'wd_timescale_frac')):
+    """'resuming PATH at iteration N (weight_decay 0.1 -> 0.0)': where a run starts, and what it does
+    differently from the checkpoint's run (it uses this run's values, never silently the old ones)."""
+    old = checkpoint['config']
+    changed = '; '.join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in config.items()
+                        if k not in ignore and old.get(k, v) != v)
+    where = (f"resuming {Path(config['out_dir']) / 'ckpt.pt'}" if resumed
+             else f"fine-tuning from {config['init_from']}")
+    return f"{where} at iteration {checkpoint['iter']:,}" + (f" ({changed})" if changed else '')
+
+
+# -----------------------------------------------------------------------------
+# RNG states and processes
+
+def start_processes(device):
+    """(rank, world_size, device) of this process. Under torchrun (DDP) each process joins the group
+    and takes its own GPU; otherwise (0, 1, device)."""
+    if 'RANK' not in os.environ:
+        return 0, 1, device
+    if device.startswith('cuda'):
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend='nccl' if device.startswith('cuda') else 'gloo')
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def rng_states(device):
+    """Every process's CPU and CUDA RNG states (a collective under DDP), for an exact resume."""
+    mine = dict(torch=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state(device) if device.startswith('cuda') else None)
+    if not dist.is_initialized():
+        return [mine]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def set_rng_states(states, device, rank=0):
+    """Restore this process's states (the first process's if the run had another number of them)."""
+    state = states[rank] if rank < len(states) else states[0]
+    torch.set_rng_state(state['torch'])
+    if device.startswith('cuda') and state['cuda'] is not None:
+        torch.cuda.set_rng_state(state['cuda'], device)  # the generator of the device in use
+
+
+def any_process(flag, device):
+    """True if flag is true on any process (a collective under DDP: every process must call it)."""
+    if not dist.is_initialized():
+        return bool(flag)
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def end_processes(status=None):
+    """Exit with status (None: return, if not under DDP). Under DDP the processes first leave the
+    process group together, then exit at once: gloo's worker threads may still be freeing finished
+    work while Python shuts down, and one that needs the GIL then aborts the process (SIGABRT)."""
+    if not dist.is_initialized():
+        if status is not None:
+            sys.exit(status)
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status or 0)
+
+
+# -----------------------------------------------------------------------------
+# the run folder's files
 
 def _fsync_dir(path):
     try:
@@ -64,7 +227,7 @@ def prepare_run_dir(out_dir, config):
     """Create the run folder and write config.json; an unwritable folder is an OSError."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(config, indent=1, default=str).encode()
+    text = json.dumps({k: _finite_or_none(v) for k, v in config.items()}, indent=1, default=str).encode()
     atomic_write(out_dir / 'config.json', lambda f: f.write(text))
     return out_dir
 
@@ -115,6 +278,27 @@ def save_checkpoint(checkpoint, path, log=None):
 
 class CheckpointError(Exception):
     pass
+
+
+def stop_diverged(log_path, record, where, master=True):
+    """A non-finite loss: log it (record None: already logged), keep the last good checkpoint, exit 1."""
+    if master:
+        if record is not None:
+            append_log(log_path, {**record, 'diverged': True})
+        ckpt_path = Path(log_path).parent / 'ckpt.pt'
+        kept = f"last good checkpoint {ckpt_path}" if ckpt_path.exists() else "no checkpoint was saved"
+        print(f"diverged: {where}; {kept}", file=sys.stderr)
+    end_processes(1)
+
+
+def stop_if_diverged(losses, last_iter, log_path, line_at, master=True):
+    """Stop (exit 1) at the first non-finite loss among the last len(losses) iterations, which end at
+    last_iter, on any process: log line_at(that iteration) with a null loss. One host sync; a collective."""
+    bad = ~torch.isfinite(torch.stack(losses)) if losses else torch.zeros(0, dtype=torch.bool)
+    if any_process(bad.any().item(), bad.device):
+        bad_iter = last_iter - len(losses) + 1 + (int(bad.int().argmax()) if bad.any() else 0)
+        stop_diverged(log_path, {**line_at(bad_iter), 'loss': float('nan')},
+                      f"the loss is not finite at iteration {bad_iter:,}", master)
 
 
 def load_checkpoint(path, device='cpu'):
@@ -207,13 +391,20 @@ class GracefulStop:
         os.write(2, f"\n{name}: stopping after this step, with a checkpoint (send it again to stop "
                     f"at once)\n".encode())
 
+    def requested(self, device, can_agree=True):
+        """True once a signal arrived. Under DDP the processes agree first (a collective), only at
+        points where all of them ask (can_agree), so that they stop at the same step."""
+        if not dist.is_initialized():
+            return self.signum is not None
+        return can_agree and any_process(self.signum is not None, device)
+
     def exit(self, where=None):
         """Exit 128 + signum, saying where the run stopped (where=None: silently, as a DDP worker)."""
         signum = self.signum or signal.SIGTERM  # a DDP process stopped because another was signalled
         if where is not None:
             print(f"stopped by {signal.Signals(signum).name}: {where}; continue with --init_from=resume",
                   file=sys.stderr, flush=True)
-        sys.exit(128 + signum)
+        end_processes(128 + signum)
 
 
 def format_duration(seconds):

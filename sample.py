@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 import run_io
-from configurator import configure
+from configurator import configure, fail
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -30,16 +30,9 @@ config, _ = configure(globals(), __doc__)
 # -----------------------------------------------------------------------------
 
 
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 ckpt_path = Path(out_dir) / 'ckpt.pt'
 if not ckpt_path.is_file():
     fail(f"{ckpt_path} does not exist; train first: python train_gpt.py ...")
-if num_samples < 1 or max_new_tokens < 1 or top_k < 1 or not temperature > 0:
-    fail("num_samples, max_new_tokens and top_k must be >= 1 and temperature > 0")
 try:
     checkpoint = run_io.load_checkpoint(ckpt_path, device)
 except run_io.CheckpointError as e:

@@ -5,35 +5,35 @@ EMA of the iterates, the weight norm, the effective LR and optionally the trace 
 
     python prepare_data.py cifar10 --source=../shared/data/cifar10_mini/cifar-10-python.tar.gz
     python train_resnet.py config/resnet_cpu_demo.py                   # minutes on a laptop CPU
-    python train_resnet.py                                             # Figure 1: ResNet-18, lr 0.08, wd 0.0125
-    python train_resnet.py --weight_decay=0                            # Figure 1: the same without weight decay
-    python train_resnet.py config/resnet_sphere.py --lr=0.003          # Figure 2: projected SGD on a sphere
+    python train_resnet.py                                   # Figure 1: ResNet-18, lr 0.08, wd 0.0125
+    python train_resnet.py --weight_decay=0                  # Figure 1: the same without weight decay
+    python train_resnet.py config/resnet_sphere.py --lr=0.003          # Figure 2: SGD on a sphere
     python train_resnet.py config/resnet_cpu_demo.py --init_from=resume  # continue a run exactly
 
-Writes out/RUN/config.json, log.jsonl (one JSON object per epoch, plus eval lines) and ckpt.pt
-(at every eval). Errors (train_err, test_err, ...) are fractions in [0, 1] in the log, percentages
-on the terminal. Exit status: 0 done, 1 a fault at run time (the loss diverged: logged, last good
-checkpoint kept), 2 bad input, 130 / 143 stopped by SIGINT / SIGTERM after checkpointing its epoch.
+Writes out/RUN/config.json, log.jsonl (a line per epoch and per eval; docs/log_format.md) and
+ckpt.pt (at every eval). Errors are fractions in the log, percentages on the terminal. Exit status:
+0 done, 1 the loss diverged (logged, last good checkpoint kept), 2 bad input, 130 / 143 stopped
+by SIGINT / SIGTERM after checkpointing its epoch (docs/faults.md).
 """
 import copy
 import math
-import sys
+import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 import optim
 import run_io
-from configurator import configure, run_name
+from configurator import configure, fail, run_name
 from model import VISION_NETS, hessian_trace, reestimate_bn, scale_invariant_params
+from prepare_data import load_image_dataset
 
 # -----------------------------------------------------------------------------
 # data: the paper trains on the full CIFAR training set without augmentation (Figure 1)
 dataset = 'cifar10'  # cifar10 | cifar100, prepared by prepare_data.py into DATA_DIR/NAME/
-data_dir = ''  # folder of prepared datasets; '' = data/ beside this script
+data_dir = ''  # folder of prepared datasets; '' = data/
 n_train = 0  # > 0: a class-balanced training subset of this many images (quick runs)
 augment = False  # random crop with 4-pixel padding + horizontal flip, on the device
 # model: PreAct ResNet-18 with BatchNorm (Figure 1)
@@ -46,9 +46,10 @@ batch_size = 128
 lr = 0.08
 momentum = 0.0
 weight_decay = 0.0125
-wd_mode = 'decoupled'  # decoupled | l2 | independent (identical for SGD without momentum, except independent)
+wd_mode = 'decoupled'  # decoupled | l2 | independent | cautious (decoupled = l2 for SGD without momentum)
 wd_params = 'all'  # the authors decay every parameter (torch.optim.SGD's weight_decay); or 'matrices'
 radius = 0.0  # > 0: project the trainable parameters onto the sphere of this norm after each step (Figure 2)
+elr_from = ''  # a run folder: replay its effective LR lr/||w||^2 without weight decay (optim.elr_replay)
 # schedule: lr for the first half, then exactly lr_flow, weight decay kept (Figure 1)
 epochs = 1000
 first_decay = 0.5  # fraction of the epochs before the drop
@@ -68,122 +69,45 @@ device = 'auto'  # auto | cpu | cuda | cuda:N | mps
 dtype = 'auto'  # auto | float32 | bfloat16 | float16 (autocast over float32 weights)
 compile = 'auto'  # auto (on CUDA only) | True | False
 seed = 0
-out_dir = ''  # '' = out/ + a name built from the overrides
+out_dir = ''  # '' = out/ + a name built from the config file and the overrides
 init_from = 'scratch'  # scratch | resume (continue out_dir's checkpoint exactly)
-config, overrides = configure(globals(), __doc__)
+config, overrides = configure(globals(), __doc__, choices={  # bounds: configurator.py
+    'model': VISION_NETS, 'dataset': ('cifar10', 'cifar100'), 'wd_mode': optim.WD_MODES,
+    'init_from': ('scratch', 'resume')})
+
 # -----------------------------------------------------------------------------
+# setup: device, run folder, the checkpoint to resume, data on the device
 
 run_io.report_faults()  # a failed compile, a disk error, Ctrl-C before the loop: one line, no traceback
-
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-ROOT = Path(__file__).resolve().parent
-checks = [
-    (model in VISION_NETS, f"unknown model {model!r}: expected one of {', '.join(VISION_NETS)}"),
-    (dataset in ('cifar10', 'cifar100'), f"unknown dataset {dataset!r}: expected cifar10 or cifar100"),
-    (dtype in ('auto', 'float32', 'bfloat16', 'float16'),
-     f"unknown dtype {dtype!r}: expected auto, float32, bfloat16 or float16"),
-    (wd_mode in optim.WD_MODES, f"unknown wd_mode {wd_mode!r}: expected one of {', '.join(optim.WD_MODES)}"),
-    (device == 'auto' or device.split(':')[0] in ('cpu', 'cuda', 'mps'),
-     f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N or mps"),
-    (str(compile).lower() in ('auto', 'true', 'false'), f"compile must be auto, True or False, got {compile!r}"),
-    (init_from in ('scratch', 'resume'), f"init_from must be scratch or resume, got {init_from!r}"),
-    (width >= 1, f"width must be >= 1, got {width}"),
-    (batch_size >= 1, f"batch_size must be >= 1, got {batch_size}"),
-    (eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {eval_batch_size}"),
-    (epochs >= 1, f"epochs must be >= 1, got {epochs}"),
-    (lr >= 0 and lr_flow >= 0, f"lr and lr_flow must be >= 0, got {lr} and {lr_flow}"),
-    (weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}"),
-    (0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}"),
-    (0 <= ema_coef < 1, f"ema_coef must be in [0, 1), got {ema_coef}"),
-    (0 <= first_decay <= 1, f"first_decay must be in [0, 1], got {first_decay}"),
-    (radius >= 0, f"radius must be >= 0 (0 = no projection), got {radius}"),
-    (min(eval_every, hessian_every, flow_every, n_train) >= 0,
-     "eval_every, hessian_every, flow_every and n_train must be >= 0"),
-    (hessian_n >= 1 and hessian_probes >= 1 and flow_epochs >= 1,
-     "hessian_n, hessian_probes and flow_epochs must be >= 1"),
-    (not (scale_inv and model == 'vgg16'), "vgg16 has no scale-invariant variant (use resnet18 or resnet34preact)"),
-    (not (scale_inv and not batch_norm), "scale_inv needs batch_norm=True"),
-]
-for ok, message in checks:
-    if not ok:
-        fail(message)
-
-# -----------------------------------------------------------------------------
-# setup: device, precision, run folder
-
-if device == 'auto':
-    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+device, dtype, use_compile = run_io.resolve_device(device, dtype, compile)
 device_type = device.split(':')[0]
-if device_type == 'cuda' and not torch.cuda.is_available():
-    fail(f"device is {device} but PyTorch sees no CUDA GPU (try --device=cpu)")
-if device_type == 'mps' and not torch.backends.mps.is_available():
-    fail("device 'mps' requested but MPS is not available; use --device=cpu")
-if dtype == 'auto':
-    dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
-if dtype == 'bfloat16' and device_type == 'cuda' and not torch.cuda.is_bf16_supported():
-    fail("this GPU does not support bfloat16; use --dtype=float16 or float32")
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-autocast = torch.autocast(device_type, dtype=ptdtype, enabled=dtype != 'float32')
-use_compile = str(compile).lower() == 'true' or (str(compile).lower() == 'auto' and device_type == 'cuda')
-if str(compile).lower() == 'true' and (why := run_io.compile_unavailable(device_type)):
-    fail(f"{why}; run with --compile=False")
+autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtype != 'float32')
 memory_format = torch.channels_last if device_type == 'cuda' else torch.contiguous_format
-if device_type == 'cuda':
-    torch.backends.cudnn.benchmark = True
+torch.backends.cudnn.benchmark = True  # the fastest convolution algorithms for these fixed shapes
 
-ignore = ('device', 'dtype', 'compile', 'out_dir', 'data_dir', 'eval_every', 'eval_batch_size', 'init_from')
-out_dir = Path(out_dir) if out_dir else ROOT / 'out' / run_name('resnet', overrides, ignore=ignore)
-ckpt_path, log_path = out_dir / 'ckpt.pt', out_dir / 'log.jsonl'
-if init_from == 'resume' and not ckpt_path.exists():
-    if log_path.exists():
-        fail(f"cannot resume: {out_dir} was stopped before its first checkpoint (an eval); "
-             f"delete the folder and start again")
-    fail(f"cannot resume: {ckpt_path} does not exist (pass the run's folder as --out_dir)")
-if init_from == 'scratch' and (ckpt_path.exists() or log_path.exists()):
-    fail(f"{out_dir} already holds a run; continue it with --init_from=resume, "
-         f"or pick another --out_dir (or delete the folder)")
-if why := run_io.unwritable(out_dir):
-    fail(f"cannot write the run folder {out_dir}: {why}; choose another --out_dir")
+out_dir = out_dir or os.path.join('out', run_name('resnet', config))
+ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
+run_io.check_run_dir(out_dir, init_from)  # resume needs a checkpoint there; a new run, no run there
+checkpoint = None
+if init_from == 'resume':  # the net and its data come from the checkpoint; a contradicting override exits 2
+    checkpoint = run_io.load_start(ckpt_path, 'train_resnet.py',
+                                   ('model', 'optimizer', 'config', 'epoch', 'rng', 'gen'))
+    shape = run_io.shape_from(checkpoint, config, ('model', 'width', 'batch_norm', 'scale_inv', 'dataset',
+                                                   'n_train', 'batch_size', 'wd_params'), overrides)
+    config.update(shape)
+    globals().update(shape)
+config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
 
-# -----------------------------------------------------------------------------
-# data: each split on the device once as uint8; batches are cut, augmented and normalised there
-
-data_path = (Path(data_dir) if data_dir else ROOT / 'data') / dataset
-arrays = [f'{s}_{a}.npy' for s in ('train', 'test') for a in ('images', 'labels')]
-if not all((data_path / a).exists() for a in arrays):
-    fail(f"dataset {dataset} not found in {data_path}: run `python prepare_data.py {dataset}` "
-         f"(or with --source=PATH to a local copy of the tarball)")
-
-
-def load_split(split):  # uint8 (N, 3, 32, 32) and int64 labels, on the device
-    again = f"prepare it again: python prepare_data.py {dataset}"
-    try:
-        images, labels = (np.load(data_path / f'{split}_{a}.npy') for a in ('images', 'labels'))
-    except (OSError, ValueError, EOFError) as e:  # truncated or overwritten arrays
-        fail(f"{data_path}/{split}_*.npy is truncated or corrupted ({str(e).splitlines()[0][:100]}); "
-             f"{again}")
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        fail(f"{data_path}/{split}_images.npy holds {images.dtype} {images.shape}, not uint8 "
-             f"(N, 32, 32, 3); {again}")
-    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in 'iu' \
-            or (labels < 0).any():
-        fail(f"{data_path}/{split}_labels.npy does not hold {len(images)} labels >= 0; {again}")
-    images, labels = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
-    return images.permute(0, 3, 1, 2).contiguous().to(device), labels.to(device)
-
-
-train_x, train_y = load_split('train')
-test_x, test_y = load_split('test')
+splits = load_image_dataset(Path(data_dir or 'data') / dataset, dataset)  # exit 2 if missing or damaged
+(train_x, train_y), (test_x, test_y) = (  # uint8 (N, 3, 32, 32) and int64 labels, on the device
+    (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device), torch.from_numpy(y).to(device))
+    for x, y in (splits['train'], splits['test']))
 num_classes = int(max(train_y.max(), test_y.max())) + 1
 # the channel statistics of the full training set, in pixel units (in chunks: no float copy of it all)
-sums = sum(torch.stack([c.double().sum((0, 2, 3)), c.double().square().sum((0, 2, 3))]) for c in train_x.split(5000))
-mean64 = sums[0] / (train_x.numel() // 3)
-mean = mean64.float().view(1, 3, 1, 1)
-inv_std = (sums[1] / (train_x.numel() // 3) - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
+sums = sum(torch.stack([c.double().sum((0, 2, 3)), c.double().square().sum((0, 2, 3))])
+           for c in train_x.split(5000))
+mean64, square64 = sums / (train_x.numel() // 3)
+mean, inv_std = mean64.float().view(1, 3, 1, 1), (square64 - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
 
 
 def balanced_subset(labels, n):
@@ -193,7 +117,8 @@ def balanced_subset(labels, n):
     if n % num_classes or per_class > counts.min():
         fail(f"a balanced subset of {n} needs a multiple of {num_classes} and at most "
              f"{int(counts.min()) * num_classes} (the training set has {len(labels)} images)")
-    return torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(num_classes)]).sort().values
+    chosen = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(num_classes)]
+    return torch.cat(chosen).sort().values
 
 
 if n_train:
@@ -202,10 +127,8 @@ if n_train:
 iters_per_epoch = len(train_y) // batch_size  # the incomplete last batch is dropped: equal batch statistics
 if iters_per_epoch == 0:
     fail(f"batch_size {batch_size} is larger than the training set ({len(train_y)} images)")
-if augment:
-    train_padded = F.pad(train_x, (4, 4, 4, 4))  # zero padding for the random crops, done once
-    channels = torch.arange(3, device=device).view(1, 3, 1, 1)
-    offsets = torch.arange(32, device=device)
+train_padded = F.pad(train_x, (4, 4, 4, 4)) if augment else None  # zero padding for random crops, once
+offsets = torch.arange(32, device=device)
 
 
 def normalize(x):
@@ -213,6 +136,8 @@ def normalize(x):
 
 
 def train_batch(idx, gen):
+    """The batch of images idx, augmented on the device when `augment` (a random 32x32 window of the
+    padded image, flipped horizontally half of the time)."""
     if not augment:
         return normalize(train_x[idx]), train_y[idx]
     b = len(idx)
@@ -220,6 +145,7 @@ def train_batch(idx, gen):
     rows, cols = shift[0] + offsets, shift[1] + offsets  # (b, 32): a 32x32 window of the 40x40 image
     flip = torch.rand(b, 1, generator=gen, device=device) < 0.5
     cols = torch.where(flip, cols.flip(1), cols)  # a horizontal flip reads the columns backwards
+    channels = torch.arange(3, device=device).view(1, 3, 1, 1)
     x = train_padded[idx.view(b, 1, 1, 1), channels, rows.view(b, 1, 32, 1), cols.view(b, 1, 1, 32)]
     return normalize(x), train_y[idx]
 
@@ -228,17 +154,21 @@ print(f"{dataset}: {len(train_y):,} training images ({iters_per_epoch} batches o
       f"{len(test_y):,} test images, {num_classes} classes, augment={augment}, device {device}, {dtype}")
 
 # -----------------------------------------------------------------------------
-# model
+# model, optimizer, schedule, EMA
 
 torch.manual_seed(seed)
-raw_net = VISION_NETS[model](num_classes, width, batch_norm, scale_inv).to(device, memory_format=memory_format)
+raw_net = VISION_NETS[model](num_classes, width, batch_norm, scale_inv)
+raw_net.to(device, memory_format=memory_format)
+trainable = [p for p in raw_net.parameters() if p.requires_grad]
+si_params = scale_invariant_params(raw_net)  # the weights BatchNorm makes scale-invariant: eff_lr is theirs
+start_sq_norm = optim.weight_norms(si_params)[0] ** 2  # at initialisation: where an elr replay starts
+if checkpoint is not None:
+    run_io.load_weights(raw_net, checkpoint['model'])
 # static shapes: the train batch, the eval batch and a last partial batch each compile once, then never again
 net = torch.compile(raw_net, dynamic=False) if use_compile else raw_net
-trainable = [p for p in raw_net.parameters() if p.requires_grad]
-si_params = scale_invariant_params(raw_net)
-n_frozen = sum(p.numel() for p in raw_net.parameters() if not p.requires_grad)
-print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: "
-      f"{sum(p.numel() for p in trainable):,} trainable parameters" + (f", {n_frozen:,} frozen" if n_frozen else ""))
+n_trainable, n_frozen = (sum(p.numel() for p in raw_net.parameters() if p.requires_grad == t) for t in (True, False))
+print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: {n_trainable:,} trainable "
+      f"parameters" + (f", {n_frozen:,} frozen" if n_frozen else ""))
 
 
 @torch.no_grad()
@@ -247,72 +177,56 @@ def project_to_sphere(params):  # w <- radius * w / ||w||, all trainable paramet
     torch._foreach_mul_(params, radius / norm)
 
 
-if radius > 0:
+if radius > 0 and checkpoint is None:
     project_to_sphere(trainable)  # start on the sphere, as the authors
 
-# -----------------------------------------------------------------------------
-# optimizer, schedule, EMA
-
-groups, summary = optim.param_groups(raw_net, weight_decay, wd_params)
+replay_at = None  # the effective-LR replay's lr_at(iteration, ||w||^2): the LR is set at every step
+if elr_from:
+    try:
+        replay_at = optim.elr_replay(run_io.read_log(Path(elr_from) / 'log.jsonl'), start_sq_norm)
+    except ValueError as e:
+        fail(f"elr_from={elr_from}: {e}")
+try:  # a wd_params substring that matches no parameter is bad input
+    groups, summary = optim.param_groups(raw_net, weight_decay, wd_params)
+except ValueError as e:
+    fail(e)
 optimizer = optim.SGD(groups, lr=lr, momentum=momentum, wd_mode=wd_mode)
 if use_compile:
     optimizer.compile()  # the update fused into one pass over the parameters (optim.py)
 scaler = optim.GradScaler(device_type, enabled=dtype == 'float16')  # counts the steps it skips
 decayed = optim.decayed_params(optimizer)
 ema = optim.EMA(raw_net, ema_coef) if ema_coef > 0 else None
-gen = torch.Generator(device=device)  # shuffling and augmentation; saved in the checkpoint
-gen.manual_seed(seed)
+gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and augmentation; checkpointed
 print(summary)
-tau = optim.wd_timescale(lr, weight_decay)
-print(f"weight-decay timescale 1/(lr*wd) = {tau:,.0f} iterations = {tau / iters_per_epoch:,.1f} epochs; "
-      f"lr {lr} until epoch {round(first_decay * epochs)}, then {lr_flow}")
+tau = optim.wd_timescale(lr, weight_decay, wd_mode=wd_mode, lr_max=lr)  # 1/(lr*wd) iterations
+config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / (epochs * iters_per_epoch))  # WD's memory
+print(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)) = {tau / iters_per_epoch:,.1f} epochs"
+      if tau < float('inf') else "no weight decay", f"; lr {lr} until epoch {round(first_decay * epochs)}, "
+      f"then {lr_flow}", sep='')
 
 start_epoch = 0
-if init_from == 'resume':
-    try:
-        ckpt = run_io.load_checkpoint(ckpt_path, 'cpu')  # RNG states must stay on the CPU
-    except run_io.CheckpointError as e:
-        fail(e)
-    needed = {'model', 'optimizer', 'config', 'epoch', 'iter', 'rng'}
-    if not (needed <= ckpt.keys() and 'width' in ckpt['config']):
-        fail(f"{ckpt_path} is not a train_resnet.py checkpoint")
-    old = ckpt['config']
-    shaping = ('model', 'width', 'batch_norm', 'scale_inv', 'dataset', 'n_train', 'batch_size', 'wd_params')
-    changed = [k for k in shaping if old.get(k) != config[k]]
-    if changed:
-        fail(f"cannot resume {ckpt_path} with a different {', '.join(changed)} "
-             f"(it has {', '.join(f'{k}={old.get(k)!r}' for k in changed)})")
-    try:
-        raw_net.load_state_dict(ckpt['model'])
-        optimizer.load_state_dict(ckpt['optimizer'])
-    except (RuntimeError, ValueError, KeyError) as e:
-        fail(f"the checkpoint's weights do not fit this {model} ({str(e).strip().splitlines()[0][:160]})")
-    if ckpt['scaler']:  # empty when the checkpoint was not float16
-        scaler.load_state_dict(ckpt['scaler'])
-    if ema is not None and ckpt['ema'] is not None:
-        ema.load_state_dict(ckpt['ema'])
-    gen.set_state(ckpt['rng']['gen'])
-    torch.set_rng_state(ckpt['rng']['torch'])
-    if device_type == 'cuda' and ckpt['rng']['cuda'] is not None:
-        torch.cuda.set_rng_state_all(ckpt['rng']['cuda'])
-    start_epoch = ckpt['epoch']
-    run_io.trim_log(log_path, ckpt['iter'])  # what came after the checkpoint is logged again
-    notes = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in config.items() if old.get(k) != v and k != 'init_from']
-    print(f"resuming {ckpt_path} after epoch {start_epoch}" + (f" ({'; '.join(notes)})" if notes else ""))
-try:
-    run_io.prepare_run_dir(out_dir, config)
-except OSError as e:
-    fail(f"cannot write the run folder {out_dir}: {e.strerror}; choose another --out_dir")
+if checkpoint is not None:  # continue exactly: optimizer state, EMA, data order, RNGs
+    optimizer.load_state_dict(checkpoint['optimizer'])  # moments only: this run's lr and wd apply (optim.py)
+    if ema is not None and checkpoint['ema'] is not None:
+        ema.load_state_dict(checkpoint['ema'])
+    gen.set_state(checkpoint['gen'])
+    run_io.restore(checkpoint, scaler, device, log_path=log_path)  # RNGs, GradScaler, log
+    start_epoch = checkpoint['epoch']
+    print(run_io.start_message(checkpoint, config, resumed=True))
+    checkpoint = None  # free the memory
+run_io.prepare_run_dir(out_dir, config)  # written only once every check has passed
+
+# -----------------------------------------------------------------------------
+# training, evaluation, the fine-tuned copies
 
 
-def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None):
+def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None, lr_at_step=None):
     """One shuffled pass in minibatches. Returns the summed loss and gradient norm (device tensors,
-    no host sync) and, if `watch` is given, the angle each of its tensors turned in the last step."""
+    no host sync) and, if `watch` is given, the angle each of its tensors turned in the last step.
+    lr_at_step(i), if given, sets the LR before step i (the effective-LR replay)."""
     net.train()
     perm = torch.randperm(len(train_y), generator=gen, device=device)
-    loss_sum = torch.zeros((), device=device)
-    grad_norm_sum = torch.zeros((), device=device)
-    angles = None
+    loss_sum, grad_norm_sum, angles = torch.zeros((), device=device), torch.zeros((), device=device), None
     for i in range(iters_per_epoch):
         x, y = train_batch(perm[i * batch_size:(i + 1) * batch_size], gen)
         with autocast:
@@ -323,56 +237,50 @@ def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None):
         grads = [p.grad for g in optimizer.param_groups for p in g['params'] if p.grad is not None]
         grad_norm_sum += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         last = i == iters_per_epoch - 1
-        if last and watch is not None:
-            before = [p.detach().clone() for p in watch]
+        before = [p.detach().clone() for p in watch] if last and watch is not None else None
+        if lr_at_step is not None:
+            for g in optimizer.param_groups:
+                g['lr'] = lr_at_step(i)
         scaler.step(optimizer)  # SGD with weight decay: p <- p - lr*wd*p - lr*g (optim.py)
         scaler.update()
         if radius > 0:
             project_to_sphere([p for g in optimizer.param_groups for p in g['params']])
         if ema is not None:
-            ema.update(net)
-        if last and watch is not None:
+            ema.update(net)  # ema <- coef*ema + (1-coef)*w
+        if before is not None:
             angles = optim.angular_updates(before, watch)
         loss_sum += loss.detach()
     return loss_sum, grad_norm_sum, angles
 
 
-# -----------------------------------------------------------------------------
-# evaluation
-
 @torch.inference_mode()
-def evaluate(net, images, labels):
-    """(per-sample mean cross-entropy, error fraction) over a whole split, in eval mode."""
+def evaluate(net, prefix='', suffix=''):
+    """Per-sample mean cross-entropy and error fraction on the whole training and test sets, in eval mode."""
     was_training = net.training
     net.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    wrong = torch.zeros((), device=device, dtype=torch.long)
-    for i in range(0, len(labels), eval_batch_size):
-        x, y = normalize(images[i:i + eval_batch_size]), labels[i:i + eval_batch_size]
-        with autocast:
-            logits = net(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction='sum')  # divided by N below, not by batches
-        wrong += (logits.argmax(1) != y).sum()
+    out = {}
+    for split, images, labels in (('train', train_x, train_y), ('test', test_x, test_y)):
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        wrong = torch.zeros((), device=device, dtype=torch.long)
+        for i in range(0, len(labels), eval_batch_size):
+            x, y = normalize(images[i:i + eval_batch_size]), labels[i:i + eval_batch_size]
+            with autocast:
+                logits = net(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction='sum')  # divided by N below, not by batches
+            wrong += (logits.argmax(1) != y).sum()
+        out[f'{prefix}{split}_loss{suffix}'] = loss_sum.item() / len(labels)
+        out[f'{prefix}{split}_err{suffix}'] = wrong.item() / len(labels)
     net.train(was_training)
-    return loss_sum.item() / len(labels), wrong.item() / len(labels)
-
-
-def evaluate_all(net, prefix='', suffix=''):
-    train_loss, train_err = evaluate(net, train_x, train_y)
-    test_loss, test_err = evaluate(net, test_x, test_y)
-    return {f'{prefix}train_loss{suffix}': train_loss, f'{prefix}train_err{suffix}': train_err,
-            f'{prefix}test_loss{suffix}': test_loss, f'{prefix}test_err{suffix}': test_err}
+    return out
 
 
 bn_batches = lambda: (normalize(train_x[i:i + batch_size]) for i in range(0, len(train_y), batch_size))
-if hessian_every:
-    h_idx = balanced_subset(train_y, hessian_n)
-    hessian_batches = [(normalize(train_x[c]), train_y[c]) for c in h_idx.split(eval_batch_size)]
+hessian_batches = [(normalize(train_x[c]), train_y[c]) for c in balanced_subset(train_y, hessian_n).split(
+    eval_batch_size)] if hessian_every else None
 
 
 def trace_of(net, epoch, prefix=''):  # float32, fresh probes per epoch that do not touch the training stream
-    h_gen = torch.Generator(device=device)
-    h_gen.manual_seed(seed + 7919 * (epoch + 1))
+    h_gen = torch.Generator(device=device).manual_seed(seed + 7919 * (epoch + 1))
     trace, se = hessian_trace(net, hessian_batches, hessian_probes, h_gen)
     return {f'{prefix}trace_hessian': trace, f'{prefix}trace_hessian_se': se}
 
@@ -385,48 +293,58 @@ def flow(epoch):
     if use_compile:
         flow_opt.compile()
     flow_scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
-    flow_gen = torch.Generator(device=device)
-    flow_gen.manual_seed(seed + 104729 * (epoch + 1))  # its own stream: the main run is unchanged
+    flow_gen = torch.Generator(device=device).manual_seed(seed + 104729 * (epoch + 1))  # main run unchanged
     for _ in range(flow_epochs):
         train_epoch(flow_net, flow_opt, flow_scaler, flow_gen)
-    record = evaluate_all(flow_net, prefix='flow_')
+    record = evaluate(flow_net, prefix='flow_')
     record['flow_weight_norm'] = optim.weight_norms(flow_params)[0]
-    if hessian_every:
-        record.update(trace_of(flow_net, epoch, prefix='flow_'))
-    return record
+    return {**record, **(trace_of(flow_net, epoch, prefix='flow_') if hessian_every else {})}
+
+
+def weight_decay_metrics(lr_now, train_loss, angles):
+    """What weight decay does to the weights: the effective LR lr/||w||^2 of the scale-invariant ones,
+    the angle the decayed tensors turned in the epoch's last step against its equilibrium value, and
+    the objective the run minimises (train loss + c/2*||w||^2, c as the update implies: optim.py)."""
+    si_sq = sum(n ** 2 for n in optim.weight_norms(si_params)[1])
+    c = optim.l2_equivalent('sgd', weight_decay, wd_mode, momentum=momentum, lr_max=lr)
+    return dict(eff_lr=lr_now / si_sq if si_sq > 0 else float('nan'),
+                angular_update=sum(angles) / len(angles) if angles else float('nan'),
+                angular_update_eq=optim.equilibrium_angular_update(
+                    'sgd', lr_now, weight_decay, wd_mode=wd_mode, lr_max=lr, momentum=momentum),
+                reg_objective=None if c is None else train_loss + c / 2 * optim.weight_norms(decayed)[0] ** 2)
 
 
 def save_checkpoint(done, it):
-    ckpt = dict(model=raw_net.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                ema=ema.state_dict() if ema else None, epoch=done, iter=it, config=config,
-                rng=dict(torch=torch.get_rng_state(), gen=gen.get_state(),
-                         cuda=torch.cuda.get_rng_state_all() if device_type == 'cuda' else None))
-    run_io.save_checkpoint(ckpt, ckpt_path, log=log_path)
+    run_io.save_checkpoint(dict(
+        model=raw_net.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+        ema=ema.state_dict() if ema else None, epoch=done, iter=it, config=config,
+        rng=run_io.rng_states(device), gen=gen.get_state()), ckpt_path, log=log_path)
 
 
 # -----------------------------------------------------------------------------
-# the loop: one training line per epoch, an eval line every eval_every epochs
+# the loop: an epoch of SGD, a training line; every eval_every epochs an eval line and a checkpoint
 
 stop = run_io.GracefulStop()  # SIGINT / SIGTERM finish the epoch, checkpoint it, exit
-
 print(f"\n{'epoch':>6} {'loss':>8} {'train err':>10} {'test err':>9} {'ema err':>8} {'|w|':>9} "
       f"{'lr':>8} {'img/s':>7} {'eta':>7}")
 t_start, pct = time.perf_counter(), lambda v: f"{100 * v:.2f}%"
 for epoch in range(start_epoch, epochs):
-    done = epoch + 1
+    done, it = epoch + 1, (epoch + 1) * iters_per_epoch
     lr_now = optim.step_lr(epoch, lr, lr_flow, first_decay, epochs)  # exactly lr_flow from the drop on
     for g in optimizer.param_groups:
         g['lr'] = lr_now
     due = lambda every: every > 0 and done % every == 0
-    do_hessian, do_flow = due(hessian_every), due(flow_every)
-    do_eval = due(eval_every) or do_hessian or do_flow or done == epochs
+    do_eval = due(eval_every) or due(hessian_every) or due(flow_every) or done == epochs
 
+    # the replay's LR: from this step's ||w||^2, so that lr/||w||^2 is the source's (one host sync a step)
+    replay_lr = (lambda i: replay_at(epoch * iters_per_epoch + i, optim.weight_norms(si_params)[0] ** 2)) \
+        if replay_at else None
     t0 = time.perf_counter()
     loss_sum, grad_norm_sum, angles = train_epoch(net, optimizer, scaler, gen, ema, radius,
-                                                  watch=decayed if do_eval else None)
+                                                  watch=decayed if do_eval else None, lr_at_step=replay_lr)
+    lr_now = optimizer.param_groups[0]['lr']  # the replay's varies step by step: its last step's
     loss = loss_sum.item() / iters_per_epoch  # the epoch's one host sync
     dt = time.perf_counter() - t0
-    it = done * iters_per_epoch
     weight_norm = optim.weight_norms(trainable)[0]
     record = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, loss=loss,
                   grad_norm=grad_norm_sum.item() / iters_per_epoch, weight_norm=weight_norm,
@@ -434,48 +352,41 @@ for epoch in range(start_epoch, epochs):
     if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total
         record['skipped'] = scaler.skipped
     if not math.isfinite(loss):
-        run_io.append_log(log_path, {**record, 'diverged': True})
-        kept = f"last good checkpoint {ckpt_path}" if ckpt_path.exists() else "no checkpoint was saved"
-        print(f"diverged: the training loss is {loss} in epoch {done}; {kept}", file=sys.stderr)
-        sys.exit(1)
+        run_io.stop_diverged(log_path, record, f"the training loss is {loss} in epoch {done}")
     run_io.append_log(log_path, record)
 
     errs = ('', '', '')
-    if do_eval:
+    if do_eval:  # the iterate, then the EMA with BatchNorm statistics of its own, on both splits
         t_eval = time.perf_counter()
-        ev = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, eval=True, diverged=False)
-        ev.update(evaluate_all(net))
-        ev['weight_norm'] = weight_norm
-        si_sq = sum(n ** 2 for n in optim.weight_norms(si_params)[1])
-        ev['eff_lr'] = lr_now / si_sq if si_sq > 0 else float('nan')  # lr/||w||^2 of the scale-invariant weights
-        ev['angular_update'] = sum(angles) / len(angles) if angles else float('nan')
-        ev['angular_update_eq'] = optim.equilibrium_angular_update('sgd', lr_now, weight_decay, momentum=momentum)
-        ev['reg_objective'] = ev['train_loss'] + weight_decay / 2 * record['decayed_norm'] ** 2  # CE + wd/2*||w||^2
+        ev = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, eval=True, diverged=False, **evaluate(net),
+                  weight_norm=weight_norm)
+        ev.update(weight_decay_metrics(lr_now, ev['train_loss'], angles))
         if ema is not None:
             t_bn = time.perf_counter()
+            ema.copy_buffers(raw_net)  # the buffers are copied, not averaged, when the EMA is used
             reestimate_bn(ema.model, bn_batches())  # averaged weights need their own BN statistics
-            ev['weight_norm_ema'] = optim.weight_norms([p for p in ema.model.parameters()])[0]  # syncs
             ev['bn_s'] = time.perf_counter() - t_bn
-            ev.update(evaluate_all(ema.model, suffix='_ema'))
+            ev['weight_norm_ema'] = optim.weight_norms(  # the EMA of the trainable weights only
+                [e for e, p in zip(ema.model.parameters(), raw_net.parameters()) if p.requires_grad])[0]
+            ev.update(evaluate(ema.model, suffix='_ema'))
         ev['eval_s'] = time.perf_counter() - t_eval  # both nets on both splits, BN re-estimation included
-        if do_hessian:
+        if due(hessian_every):
             ev.update(trace_of(raw_net, epoch))
-        if do_flow:
+        if due(flow_every):
             ev.update(flow(epoch))
         run_io.append_log(log_path, ev)
         errs = (pct(ev['train_err']), pct(ev['test_err']), pct(ev['test_err_ema']) if ema else '-')
         save_checkpoint(done, it)
 
-    elapsed = time.perf_counter() - t_start
-    eta = run_io.format_duration(elapsed / (done - start_epoch) * (epochs - done))
+    eta = run_io.format_duration((time.perf_counter() - t_start) / (done - start_epoch) * (epochs - done))
     print(f"{done:>6} {loss:>8.4f} {errs[0]:>10} {errs[1]:>9} {errs[2]:>8} {weight_norm:>9.2f} "
           f"{lr_now:>8.1e} {iters_per_epoch * batch_size / dt:>7.0f} {eta:>7}")
     if do_eval:
         extra = [f"{k} {ev[k]:.4g}" for k in ('test_loss', 'eff_lr', 'angular_update', 'angular_update_eq',
-                                             'trace_hessian') if k in ev]
-        extra += [f"flow_test_err {pct(ev['flow_test_err'])}"] if 'flow_test_err' in ev else []  # percent, as above
+                                             'trace_hessian') if ev.get(k) is not None]
+        extra += [f"flow_test_err {pct(ev['flow_test_err'])}"] if 'flow_test_err' in ev else []
         print(f"{'':>6} eval: " + ' | '.join(extra))
-    if stop.signum is not None and done < epochs:
+    if stop.requested(device) and done < epochs:
         if not do_eval:  # an eval epoch has just saved its checkpoint
             save_checkpoint(done, it)
         stop.exit(f"checkpoint after epoch {done} in {ckpt_path}")

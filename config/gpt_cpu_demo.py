@@ -5,7 +5,6 @@
 # Measured: 4.5 minutes, final val loss 1.73, with OMP_NUM_THREADS=1 on a 2-core CPU shared with
 # another job. With 2 threads: 88 ms/iteration on a quiet CPU (~2.5 minutes),
 # but 10-20 times slower on a busy one.
-out_dir = 'out/gpt_cpu_demo'
 dataset = 'shakespeare_char'
 vocab_multiple = 1
 device = 'cpu'

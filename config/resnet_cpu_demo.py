@@ -14,4 +14,3 @@ lr_flow = 1e-3
 ema_coef = 0.98  # ~20 batches per epoch: 0.999 would still remember the initialisation
 eval_every = 4
 device = 'cpu'
-out_dir = 'out/resnet_cpu_demo'

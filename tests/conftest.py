@@ -1,4 +1,8 @@
+import contextlib
+import io
 import os
+import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,3 +57,27 @@ def _restore_process_hooks():
     sys.excepthook = hook
     for s, h in handlers.items():
         signal.signal(s, h)
+
+
+def run_script(script, *args):
+    """Run a script of the repository in this process, as `python SCRIPT ARGS` from the repository root
+    would, on one thread as OMP_NUM_THREADS=1 would; returns a CompletedProcess (returncode, stdout,
+    stderr). No interpreter start-up and no torch import: about two seconds saved per run. Tests
+    that need a process of their own (signals, environment variables, torch.compile) use subprocess."""
+    import torch
+    out, err = io.StringIO(), io.StringIO()
+    argv, threads, cwd = sys.argv, torch.get_num_threads(), os.getcwd()
+    sys.argv = [script, *map(str, args)]
+    torch.set_num_threads(1)
+    os.chdir(ROOT)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(ROOT / script), run_name='__main__')
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)
+        os.chdir(cwd)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())

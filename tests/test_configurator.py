@@ -1,10 +1,11 @@
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from configurator import ConfigError, apply_args, config_defaults, run_name
+from configurator import BOUNDS, ConfigError, apply_args, check_bounds, config_defaults, run_name
 
 DEFAULTS = dict(learning_rate=6e-4, weight_decay=0.0, max_iters=100, compile=True,
                 init_from='scratch', wd_params='matrices', betas=(0.9, 0.95), seed=None,
@@ -38,8 +39,8 @@ def test_string_key_keeps_digits_as_text_and_tuples_parse():
 def test_a_string_key_takes_a_bool_as_its_text_from_files_and_command_line(tmp_path):
     cfg = tmp_path / 'c.py'
     cfg.write_text('init_from = False\n')
-    assert apply_args(DEFAULTS, [str(cfg)])['init_from'] == 'False'
-    assert apply_args(DEFAULTS, ['--init_from=True'])['init_from'] == 'True'
+    assert apply_args(DEFAULTS, [str(cfg)])['init_from'] == 'false'  # compile=True and --compile=true alike
+    assert apply_args(DEFAULTS, ['--init_from=True'])['init_from'] == 'true'
 
 
 def test_defaults_are_not_modified():
@@ -93,10 +94,41 @@ def test_config_defaults_take_simple_module_level_values_only():
     assert config_defaults(namespace) == dict(lr=0.1, name='x')
 
 
-def test_run_name_from_overrides():
-    assert run_name('gpt', {'weight_decay': 0.1, 'learning_rate': 6e-4, 'device': 'cpu'},
-                    ignore=('device',)) == 'gpt_wd0.1_lr0.0006'
-    assert run_name('resnet', {'wd_params': 'wte wpe'}) == 'resnet_wd_paramswte-wpe'
+def test_run_name_from_the_config_file_and_the_command_line():
+    config = {'weight_decay': 0.3, 'learning_rate': 6e-4, 'device': 'cpu', 'wd_params': 'wte wpe', 'seed': 0}
+    assert run_name('gpt', config, ['config/gpt_cpu_demo.py', '--weight_decay=0.3', '--device=cpu']) == \
+        'gpt_cpu_demo_wd0.3'
+    assert run_name('gpt', config, ['--weight_decay=0.3', '--learning_rate=6e-4']) == 'gpt_wd0.3_lr0.0006'
+    assert run_name('resnet', config, ['--wd_params=wte wpe']) == 'resnet_wd_paramswte-wpe'
+    assert run_name('run_ft', config, ['config/gpt_finetune.py', '--seed=0'], files=False) == 'run_ft_seed0'
+
+
+@pytest.mark.parametrize('key, bad, good, fragment', [
+    ('batch_size', 0, 1, 'batch_size must be at least 1, got 0'),
+    ('weight_decay', -0.1, 0.0, 'weight_decay must be >= 0'),
+    ('weight_decay', float('nan'), 0.1, 'weight_decay must be >= 0, got nan'),
+    ('beta2', 1.0, 0.999, 'beta2 must be in [0, 1)'),
+    ('first_decay', 1.5, 1.0, 'first_decay must be in [0, 1]'),
+    ('temperature', 0.0, 0.5, 'temperature must be > 0'),
+    ('dtype', 'float8', 'bfloat16', "unknown dtype 'float8': expected one of auto, float32"),
+])
+def test_values_outside_their_declared_bounds_are_rejected(key, bad, good, fragment):
+    check_bounds({key: good})
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        check_bounds({key: bad})
+
+
+def test_checks_between_keys_apply_to_the_scripts_that_have_them():
+    gpt = dict(warmup_iters=20, max_iters=10, decay_lr=True, lr_decay_iters=0, min_lr=0.0, learning_rate=1e-3)
+    with pytest.raises(ConfigError, match=r'warmup_iters \(20\) is longer than training'):
+        check_bounds(gpt)
+    check_bounds({**gpt, 'max_iters': 0})  # max_iters=0: a run that only evaluates and saves
+    check_bounds({'scale_inv': True})  # batch_norm is not a key of this script: the check does not apply
+    with pytest.raises(ConfigError, match='scale_inv needs batch_norm=True'):
+        check_bounds({'scale_inv': True, 'batch_norm': False})
+    with pytest.raises(ConfigError, match="unknown model 'resnet50'"):
+        check_bounds({'model': 'resnet50'}, choices={'model': ('resnet18', 'vgg16')})
+    assert all(isinstance(b, tuple) or b in ('>=1', '>=0', '>0', '[0,1)', '[0,1]') for b in BOUNDS.values())
 
 
 SCRIPT = textwrap.dedent('''

@@ -232,3 +232,12 @@ def test_gpt_and_resnet_compile_without_graph_breaks(one_thread):
     assert torch._dynamo.explain(gpt)(idx, idx).graph_break_count == 0
     net = model.resnet18(10, 4)
     assert torch._dynamo.explain(net)(torch.randn(2, 3, 32, 32)).graph_break_count == 0
+
+
+@pytest.mark.parametrize('name, peak', [
+    ('NVIDIA H100 80GB HBM3', 989e12), ('NVIDIA H100 PCIe', 756e12), ('NVIDIA H100 NVL', 835e12),
+    ('NVIDIA H200', 989e12), ('NVIDIA H200 NVL', 835e12), ('NVIDIA A100-SXM4-80GB', 312e12),
+    ('NVIDIA A100 80GB PCIe', 312e12), ('NVIDIA GeForce RTX 4090', None), ('NVIDIA H1000', None),
+])
+def test_mfu_peak_by_device_name_gives_variants_their_own_peak(name, peak):
+    assert model.bf16_peak_flops(name) == peak

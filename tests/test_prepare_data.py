@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 import prepare_data
+from conftest import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_prepare(*args):
-    return subprocess.run([sys.executable, str(ROOT / 'prepare_data.py'), *args],
-                          capture_output=True, text=True)
+    return run_script('prepare_data.py', *args)  # in this process (conftest.py)
 
 
 def test_unknown_dataset_and_malformed_arguments_exit_2_with_one_line(tmp_path):

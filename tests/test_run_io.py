@@ -48,3 +48,53 @@ def test_prepare_run_dir_writes_the_resolved_config(tmp_path):
                                           (float('inf'), '?')])
 def test_format_duration(seconds, text):
     assert run_io.format_duration(seconds) == text
+
+
+def test_auto_device_is_concrete_and_a_missing_gpu_is_one_line(capsys):
+    device, dtype, use_compile = run_io.resolve_device('auto', 'auto', 'auto')
+    assert device in ('cpu', 'cuda', 'mps') and dtype in ('float32', 'bfloat16')
+    assert use_compile == (device == 'cuda')
+    assert run_io.resolve_device('cpu', 'float16', 'false') == ('cpu', 'float16', False)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as info:
+            run_io.resolve_device('cuda:1', 'auto', 'auto')
+        assert info.value.code == 2 and 'no CUDA GPU' in capsys.readouterr().err
+
+
+def test_the_shape_of_a_checkpoint_wins_unless_an_override_contradicts_it(capsys):
+    checkpoint = {'config': {'n_layer': 2, 'n_embd': 32, 'lr': 0.1}}
+    config = {'n_layer': 12, 'n_embd': 32, 'lr': 0.5}
+    assert run_io.shape_from(checkpoint, config, ('n_layer', 'n_embd'), overrides={}) == \
+        {'n_layer': 2, 'n_embd': 32}
+    with pytest.raises(SystemExit):
+        run_io.shape_from(checkpoint, config, ('n_layer', 'n_embd'), overrides={'n_layer': 12})
+    assert 'the checkpoint has n_layer=2, this run asks for n_layer=12' in capsys.readouterr().err
+
+
+def test_the_start_line_names_every_value_that_differs_from_the_checkpoints_run():
+    checkpoint = {'config': {'weight_decay': 0.1, 'lr': 0.1, 'seed': 0, 'out_dir': 'a'}, 'iter': 600}
+    config = {'weight_decay': 0.0, 'lr': 0.1, 'seed': 0, 'out_dir': 'out/x', 'init_from': 'resume'}
+    line = run_io.start_message(checkpoint, config, resumed=True)
+    assert line == "resuming out/x/ckpt.pt at iteration 600 (weight_decay 0.1 -> 0.0)"
+
+
+@pytest.mark.parametrize('state, init_from, fragment', [
+    ('empty', 'resume', 'cannot resume: '),
+    ('log only', 'resume', 'was stopped before its first checkpoint'),
+    ('a run', 'scratch', 'already holds a run'),
+    ('a file', 'scratch', 'is not a folder'),
+])
+def test_a_run_folder_that_cannot_take_the_run_is_one_line(tmp_path, capsys, state, init_from, fragment):
+    out = tmp_path / 'run'
+    if state in ('log only', 'a run'):
+        out.mkdir()
+        (out / 'log.jsonl').write_text('{"iter": 0}\n')
+    if state == 'a run':
+        (out / 'ckpt.pt').write_bytes(b'x')
+    if state == 'a file':
+        out.write_text('not a folder')
+        out = out / 'run'
+    with pytest.raises(SystemExit) as info:
+        run_io.check_run_dir(out, init_from)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and fragment in err and err.count('\n') == 1

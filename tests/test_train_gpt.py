@@ -2,6 +2,7 @@ import json
 import math
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import run_io
+from conftest import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--dataset=shakespeare_char', '--device=cpu', '--n_layer=2', '--n_head=2', '--n_embd=32',
@@ -24,7 +26,10 @@ EVAL_KEYS = {'iter', 'lr', 'wd', 'tokens', 'eval', 'train_loss', 'val_loss', 'tr
 _cache = {}
 
 
-def train(data, out_dir, *args, launcher=(sys.executable,)):
+def train(data, out_dir, *args, launcher=None):
+    """train_gpt.py on the tiny model, in this process (conftest.run_script) or under a launcher."""
+    if launcher is None:
+        return run_script('train_gpt.py', *TINY, f'--data_dir={data}', f'--out_dir={out_dir}', *args)
     return subprocess.run([*launcher, str(ROOT / 'train_gpt.py'), *TINY, f'--data_dir={data}',
                            f'--out_dir={out_dir}', *args], cwd=ROOT, capture_output=True, text=True, env=ENV)
 
@@ -79,9 +84,8 @@ def test_checkpoint_has_plain_parameter_names_and_sample_prints_text(short_run):
     assert ckpt['iter'] == 150 and set(ckpt['model']) == set(ckpt['ema'])
     assert 'transformer.wte.weight' in ckpt['model']
     assert not any(k.startswith(('_orig_mod.', 'module.')) for k in ckpt['model'])
-    out = ok(subprocess.run([sys.executable, str(ROOT / 'sample.py'), f'--out_dir={short_run}',
-                             '--num_samples=1', '--max_new_tokens=200', '--start=ROMEO:'],
-                            cwd=ROOT, capture_output=True, text=True, env=ENV))
+    out = ok(run_script('sample.py', f'--out_dir={short_run}', '--num_samples=1', '--max_new_tokens=200',
+                        '--start=ROMEO:'))
     text = out.stdout.split('---------------')[0]
     assert text.startswith('ROMEO:') and len(text.strip()) >= 150
     assert sum(c.isalpha() or c.isspace() for c in text) > 0.8 * len(text)  # letters, not noise
@@ -95,8 +99,7 @@ def test_sample_with_a_bad_checkpoint_exits_2_with_one_line(short_run, tmp_path,
         (tmp_path / 'run' / 'ckpt.pt').write_bytes(data[:len(data) // 2])
     else:  # a checkpoint of the other script: no GPT model_args
         torch.save({'model': {}, 'config': {}}, tmp_path / 'run' / 'ckpt.pt')
-    out = subprocess.run([sys.executable, str(ROOT / 'sample.py'), f'--out_dir={tmp_path / "run"}'],
-                         cwd=ROOT, capture_output=True, text=True, env=ENV)
+    out = run_script('sample.py', f'--out_dir={tmp_path / "run"}')
     assert out.returncode == 2 and out.stderr.startswith('error: ') and out.stderr.count('\n') == 1
     assert 'Traceback' not in out.stderr
 
@@ -243,3 +246,19 @@ def test_compiled_run_matches_eager_and_compiles_train_and_eval_once(char_data, 
         for key in ('loss', 'train_loss', 'val_loss', 'train_loss_ema'):
             if key in ra:
                 assert rb[key] == pytest.approx(ra[key], rel=1e-3), key
+
+
+def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(char_data, tmp_path):
+    args = ['--eval_interval=10', '--log_interval=5', '--learning_rate=3e-3', '--decay_lr=False', '--warmup_iters=0']
+    ok(train(char_data, tmp_path / 'a', '--max_iters=10', '--weight_decay=0.5', *args))
+    shutil.copytree(tmp_path / 'a', tmp_path / 'b')
+    ok(train(char_data, tmp_path / 'a', '--max_iters=20', '--init_from=resume', '--weight_decay=0.5', *args))
+    out = ok(train(char_data, tmp_path / 'b', '--max_iters=20', '--init_from=resume', '--weight_decay=0', *args))
+    assert 'weight_decay 0.5 -> 0.0' in out.stdout  # said at the start
+    assert json.loads((tmp_path / 'b' / 'config.json').read_text())['dtype'] == 'float32'  # still resolved
+    a, b = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in 'ab')
+    assert [g['weight_decay'] for g in b['optimizer']['param_groups']] == [0.0, 0.0]
+    assert [r['wd'] for r in run_io.read_log(tmp_path / 'b' / 'log.jsonl') if r['iter'] > 10] == [0.0] * 3
+    # the same start, the same batches: only the decay differs, and it shrank a's matrices more
+    norm = lambda ckpt: sum(v.norm() ** 2 for k, v in ckpt['model'].items() if v.dim() >= 2) ** 0.5
+    assert norm(b) > norm(a) * 1.001

@@ -1,6 +1,7 @@
 """train_resnet.py end to end, on a real CIFAR-10 subset prepared into a temporary folder."""
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +10,13 @@ import pytest
 import torch
 
 import run_io
+from conftest import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--width=4', '--n_train=200', '--batch_size=50', '--eval_batch_size=500', '--device=cpu',
         '--compile=False', '--dtype=float32']
 def train(*args, check=True):
-    # one thread: tiny nets gain nothing from more, and waiting threads crawl on a busy machine
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    out = subprocess.run([sys.executable, str(ROOT / 'train_resnet.py'), *args],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    out = run_script('train_resnet.py', *args)  # in this process, on one thread (conftest.py)
     if check:
         assert out.returncode == 0, out.stdout + out.stderr
     return out
@@ -101,8 +100,8 @@ def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(cif
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--batch_size=0'], 'batch_size must be >= 1'),
-    (['--lr=-0.1'], 'lr and lr_flow must be >= 0'),
+    (['--batch_size=0'], 'batch_size must be at least 1'),
+    (['--lr=-0.1'], 'lr must be >= 0'),
     (['--weight_decay=-1'], 'weight_decay must be >= 0'),
     (['--model=resnet50'], 'unknown model'),
     (['--dataset=mnist'], 'unknown dataset'),
@@ -135,20 +134,37 @@ def test_an_existing_run_is_not_overwritten_without_resume(cifar_dir, tmp_path):
 
 @pytest.mark.slow
 def test_compiled_run_matches_eager_and_evaluation_does_not_recompile(cifar_dir, tmp_path):
-    # the GPU path on a CPU: compiled net and SGD step; three evals, each of which must reuse the graphs
-    common = [*TINY[:-2], f'--data_dir={cifar_dir}', '--epochs=3', '--eval_every=1', '--lr=0.05',
-              '--first_decay=1.0', '--ema_coef=0.9', '--dtype=float32']
+    # the GPU path on a CPU: compiled net and SGD step; two evals, the second of which must reuse the graphs
+    common = [*TINY[:-2], f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1', '--lr=0.05',
+              '--first_decay=1.0', '--ema_coef=0.9', '--dtype=float32', '--eval_batch_size=200']
     train(*common, f'--out_dir={tmp_path}/eager', '--compile=False')
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_LOGS': 'recompiles,graph_breaks'}
     out = subprocess.run([sys.executable, str(ROOT / 'train_resnet.py'), *common, f'--out_dir={tmp_path}/compiled',
                           '--compile=True'], capture_output=True, text=True, cwd=ROOT, env=env)
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     assert 'Graph break' not in out.stderr
-    # inference mode at the two eval batch sizes (200 training images, 500 test): two graphs beside the
-    # training one, compiled at the first eval and reused by the next two
-    assert out.stderr.count('Recompiling function forward') == 2, out.stderr[-3000:]
+    # inference mode (every eval batch holds 200 images): one graph beside the training one, compiled at
+    # the first eval and reused by the second
+    assert out.stderr.count('Recompiling function forward') == 1, out.stderr[-3000:]
     a, b = lines(tmp_path / 'eager', True), lines(tmp_path / 'compiled', True)
-    assert len(a) == len(b) == 3
+    assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
         for key in ('train_loss', 'test_loss', 'train_loss_ema'):
             assert rb[key] == pytest.approx(ra[key], rel=1e-3), key
+
+
+def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(cifar_dir, tmp_path):
+    common = [*TINY, '--n_train=100', f'--data_dir={cifar_dir}', '--eval_every=1', '--lr=0.1', '--first_decay=1.0',
+              '--ema_coef=0']
+    train(*common, f'--out_dir={tmp_path}/a', '--epochs=1', '--weight_decay=0.5')
+    shutil.copytree(tmp_path / 'a', tmp_path / 'b')
+    train(*common, f'--out_dir={tmp_path}/a', '--epochs=3', '--weight_decay=0.5', '--init_from=resume')
+    out = train(*common, f'--out_dir={tmp_path}/b', '--epochs=3', '--weight_decay=0', '--init_from=resume')
+    assert 'weight_decay 0.5 -> 0.0' in out.stdout
+    a, b = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in 'ab')
+    assert [g['weight_decay'] for g in b['optimizer']['param_groups']] == [0.0]
+    evals = lines(tmp_path / 'b', True)
+    assert [r['wd'] for r in evals] == [0.5, 0.0, 0.0]
+    assert evals[-1]['reg_objective'] == evals[-1]['train_loss']  # no penalty without weight decay
+    norm = lambda ckpt: sum(v.norm() ** 2 for v in ckpt['model'].values() if v.dim() > 1) ** 0.5
+    assert norm(b) > norm(a) * 1.01  # a's weights kept shrinking by lr*wd = 5% a step, b's did not
