@@ -228,6 +228,7 @@ def weight_decay_metrics():
     return dict(weight_norm=optim.weight_norms(raw_model.parameters())[0],
                 decayed_norm=optim.weight_norms(decayed)[0],
                 adam_elr=optim.adam_effective_lr(opt) if optimizer == 'adamw' else None,
+                adam_elr_all=optim.adam_effective_lr_all(opt) if optimizer == 'adamw' else None,  # the authors'
                 angular_update=float(np.mean(angles)) if angles else None,
                 angular_update_eq=optim.equilibrium_angular_update(
                     optimizer, angle_lr, weight_decay, wd_mode=wd_mode, lr_max=learning_rate, beta1=beta1,

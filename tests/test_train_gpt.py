@@ -22,7 +22,8 @@ TIMING = ('ms_per_iter', 'tokens_per_s', 'mfu')
 TRAIN_KEYS = {'iter', 'lr', 'wd', 'tokens', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'clipped',
               'ms_per_iter', 'tokens_per_s'}
 EVAL_KEYS = {'iter', 'lr', 'wd', 'tokens', 'eval', 'train_loss', 'val_loss', 'train_loss_ema', 'val_loss_ema',
-             'adam_elr', 'angular_update', 'angular_update_eq', 'weight_norm', 'decayed_norm', 'diverged'}
+             'adam_elr', 'adam_elr_all', 'angular_update', 'angular_update_eq', 'weight_norm', 'decayed_norm',
+             'diverged'}
 _cache = {}
 
 
