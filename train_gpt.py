@@ -39,8 +39,10 @@ init_from = 'scratch'  # 'scratch', 'resume' (out_dir/ckpt.pt), or a ckpt.pt pat
 # data
 dataset = 'openwebtext'
 data_dir = ''  # '' means data/<dataset>, as written by prepare_data.py
-batch_size = 8  # micro-batch; the paper's global batch is 8 x 32 = 256 sequences
-gradient_accumulation_steps = 32  # in total, divided among DDP processes
+batch_size = 8  # with gradient_accumulation_steps: the paper's global batch of 8 x 32 = 256 sequences
+gradient_accumulation_steps = 32
+micro_batch_size = 0  # sequences per forward pass; 0: batch_size. The global batch is drawn at once, so a
+# larger micro-batch in fewer steps trains on the same sequences: --micro_batch_size=64 on a big GPU
 block_size = 256  # the paper's context (GPT-2 has 1024)
 # model: GPT-2 small without biases or dropout
 n_layer = 12
@@ -82,10 +84,11 @@ device_type = device.split(':')[0]
 rank, world_size, device = run_io.start_processes(device)  # under torchrun: DDP, one process per GPU
 ddp, master = world_size > 1, rank == 0  # the master process evaluates, logs and saves
 print0 = print if master else (lambda *a, **k: None)
-if gradient_accumulation_steps % world_size:
-    fail(f"gradient_accumulation_steps ({gradient_accumulation_steps}) must be a multiple of the "
-         f"number of processes ({world_size})")
-accum_steps = gradient_accumulation_steps // world_size  # micro-steps per process
+micro_batch, global_batch = micro_batch_size or batch_size, batch_size * gradient_accumulation_steps
+if global_batch % (micro_batch * world_size):
+    fail(f"the global batch of {global_batch} sequences does not split into micro-batches of {micro_batch} "
+         f"on {world_size} process(es)")
+accum_steps = global_batch // (micro_batch * world_size)  # micro-steps per process and iteration
 autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtype != 'float32')
 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
@@ -107,9 +110,9 @@ config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # a
 
 data_path = Path(data_dir or os.path.join('data', dataset))
 meta, n_tokens = open_text_dataset(data_path, dataset, block_size)  # exit 2 if missing or damaged
-tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
-print0(f"tokens per iteration: {tokens_per_iter:,} ({gradient_accumulation_steps} x {batch_size} "
-       f"sequences of {block_size})")
+tokens_per_iter = global_batch * block_size
+print0(f"tokens per iteration: {tokens_per_iter:,} ({global_batch} sequences of {block_size}, in {accum_steps} "
+       f"micro-batches of {micro_batch} per process)")
 
 
 def get_batch(split, ix):
@@ -125,11 +128,11 @@ sampler = torch.Generator().manual_seed(seed)  # the same on every process; chec
 
 def next_batch():
     """(sampler state before the draw, x, y) of this process's micro-steps of one iteration. Every
-    process draws the whole global batch and takes its rows: the run does not depend on their number."""
+    process draws the whole global batch and takes its rows: the sequences do not depend on the number
+    of processes or the micro-batch size."""
     state = sampler.get_state()
-    ix = torch.randint(n_tokens['train'] - block_size, (gradient_accumulation_steps, batch_size),
-                       generator=sampler)
-    return (state, *get_batch('train', ix[rank * accum_steps:(rank + 1) * accum_steps]))
+    ix = torch.randint(n_tokens['train'] - block_size, (global_batch,), generator=sampler)
+    return (state, *get_batch('train', ix.view(-1, micro_batch)[rank * accum_steps:(rank + 1) * accum_steps]))
 
 
 eval_gen = torch.Generator().manual_seed(seed + 1)  # the same eval batches at every eval

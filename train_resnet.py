@@ -285,20 +285,26 @@ def trace_of(net, epoch, prefix=''):  # float32, fresh probes per epoch that do 
     return {f'{prefix}trace_hessian': trace, f'{prefix}trace_hessian_se': se}
 
 
+flow_copy = {}  # one copy of the net for every fine-tuning, compiled once: the iterate is loaded into it
+
+
 def flow(epoch):
     """Fine-tune a copy of the iterate at lr_flow without weight decay (the authors' gradient flow)."""
-    flow_net = copy.deepcopy(raw_net)
-    flow_params = [p for p in flow_net.parameters() if p.requires_grad]
-    flow_opt = optim.SGD([dict(params=flow_params)], lr=lr_flow, momentum=momentum)
+    if not flow_copy:
+        copy_net = copy.deepcopy(raw_net)
+        flow_copy.update(raw=copy_net, net=torch.compile(copy_net, dynamic=False) if use_compile else copy_net)
+    flow_copy['raw'].load_state_dict(raw_net.state_dict())  # weights and BatchNorm statistics
+    flow_params = [p for p in flow_copy['raw'].parameters() if p.requires_grad]
+    flow_opt = optim.SGD([{'params': flow_params}], lr=lr_flow, momentum=momentum)  # fresh momentum
     if use_compile:
-        flow_opt.compile()
+        flow_opt.compile()  # the update's graph is cached: no recompilation from the second copy on
     flow_scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
     flow_gen = torch.Generator(device=device).manual_seed(seed + 104729 * (epoch + 1))  # main run unchanged
     for _ in range(flow_epochs):
-        train_epoch(flow_net, flow_opt, flow_scaler, flow_gen)
-    record = evaluate(flow_net, prefix='flow_')
+        train_epoch(flow_copy['net'], flow_opt, flow_scaler, flow_gen)
+    record = evaluate(flow_copy['net'], prefix='flow_')
     record['flow_weight_norm'] = optim.weight_norms(flow_params)[0]
-    return {**record, **(trace_of(flow_net, epoch, prefix='flow_') if hessian_every else {})}
+    return {**record, **(trace_of(flow_copy['raw'], epoch, prefix='flow_') if hessian_every else {})}
 
 
 def weight_decay_metrics(lr_now, train_loss, angles):

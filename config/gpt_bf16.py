@@ -5,6 +5,7 @@
 #   python train_gpt.py config/gpt_bf16.py --weight_decay=0
 #   python train_gpt.py config/gpt_bf16.py --weight_decay=0.1
 #   python train_gpt.py config/gpt_bf16.py --weight_decay=0 --dtype=float32
+# On a large GPU --micro_batch_size=64 trains on the same 256 sequences in 4 passes instead of 16.
 dataset = 'openwebtext'
 dtype = 'bfloat16'
 block_size = 1024

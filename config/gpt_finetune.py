@@ -4,7 +4,7 @@
 # Weight decay is this command's, not the parent's (the default is 0): pass the parent's value.
 #   python train_gpt.py config/gpt_finetune.py --weight_decay=0.1 --init_from=out/const_wd0.1/ckpt.pt \
 #       --out_dir=out/const_wd0.1_ft
-# Without --out_dir the run goes to out/<parent run>_ft_...; it counts its iterations from 0.
+# Without --out_dir the run goes to out/<parent run>_ft_<overrides>; it counts its iterations from 0.
 dataset = 'openwebtext'
 learning_rate = 1e-5
 decay_lr = False

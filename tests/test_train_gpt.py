@@ -263,3 +263,23 @@ def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(char_data, tmp_path
     # the same start, the same batches: only the decay differs, and it shrank a's matrices more
     norm = lambda ckpt: sum(v.norm() ** 2 for k, v in ckpt['model'].items() if v.dim() >= 2) ** 0.5
     assert norm(b) > norm(a) * 1.001
+
+
+def test_a_larger_micro_batch_trains_on_the_same_sequences_with_the_same_update(char_data, tmp_path):
+    # 16 sequences an iteration: four micro-batches of 4 (the default split), or one of 16, or eight of 2
+    args = ['--max_iters=6', '--eval_interval=6', '--log_interval=3', '--weight_decay=0.1',
+            '--gradient_accumulation_steps=4', '--learning_rate=3e-3']
+    for name, micro in (('four', 0), ('one', 16), ('eight', 2)):
+        out = ok(train(char_data, tmp_path / name, *args, f'--micro_batch_size={micro}'))
+        assert f"16 sequences of 32, in {16 // (micro or 4)} micro-batches of {micro or 4}" in out.stdout
+    four, one, eight = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in ('four', 'one', 'eight'))
+    for other in (one, eight):
+        for k in four['model']:
+            torch.testing.assert_close(other['model'][k], four['model'][k], rtol=1e-4, atol=1e-6)
+    logs = [log_without_timing(tmp_path / r) for r in ('four', 'one', 'eight')]
+    for r0, r1, r2 in zip(*logs):
+        for k in ('loss', 'train_loss', 'val_loss', 'grad_norm'):
+            if k in r0:
+                assert r1[k] == pytest.approx(r0[k], rel=1e-5) and r2[k] == pytest.approx(r0[k], rel=1e-5)
+    out = train(char_data, tmp_path / 'bad', *args, '--micro_batch_size=5')
+    assert out.returncode == 2 and 'does not split into micro-batches of 5' in out.stderr
