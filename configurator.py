@@ -62,7 +62,7 @@ RELATIONS = [
     (('elr_from', 'weight_decay'), lambda c: not (c['elr_from'] and c['weight_decay'] > 0),
      "elr_from replays a run's effective LR without weight decay: add --weight_decay=0"),
     (('elr_from', 'batch_norm'), lambda c: c['batch_norm'] or not c['elr_from'],
-     "elr_from needs batch_norm=True: the effective LR is that of the weights BatchNorm makes scale-invariant"),
+     "elr_from needs batch_norm=True: the effective LR is of the weights BatchNorm makes scale-invariant"),
 ]
 
 

@@ -399,6 +399,19 @@ def load_image_dataset(data_path, name):
     return splits
 
 
+def balanced_subset(labels, n, num_classes):
+    """Sorted indices of the first n/num_classes images of each class (numpy labels): a class-balanced
+    subset in dataset order; exit 2 if the classes do not have that many."""
+    import numpy as np
+
+    from configurator import fail
+    per_class, counts = n // num_classes, np.bincount(labels, minlength=num_classes)
+    if n % num_classes or per_class > counts.min():
+        fail(f"a balanced subset of {n} needs a multiple of {num_classes} and at most "
+             f"{int(counts.min()) * num_classes} (the training set has {len(labels)} images)")
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]))
+
+
 # =============================================================================
 # end of CIFAR
 # =============================================================================

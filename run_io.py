@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import signal
 import sys
 import time
@@ -267,13 +268,17 @@ def trim_log(path, last_iter):
     atomic_write(path, lambda f: f.write(text))
 
 
-def save_checkpoint(checkpoint, path, log=None):
+def save_checkpoint(checkpoint, path, log=None, keep=None):
     """torch.save, atomically: a crash mid-write keeps the previous checkpoint intact. The log
-    is fsynced first, so that after a power cut it still holds every line up to the checkpoint."""
+    is fsynced first, so that after a power cut it still holds every line up to the checkpoint.
+    keep: a second name for the same bytes, a snapshot that later checkpoints do not replace."""
     if log is not None and Path(log).exists():
         with open(log, 'ab') as f:  # 'ab': Windows fsyncs only files open for writing
             os.fsync(f.fileno())
     atomic_write(path, lambda f: torch.save(checkpoint, f))
+    if keep is not None:
+        with open(path, 'rb') as source:
+            atomic_write(keep, lambda f: shutil.copyfileobj(source, f))
 
 
 class CheckpointError(Exception):

@@ -35,6 +35,7 @@ out_dir = ''  # '' means out/<a name built from the overrides>
 eval_interval = 200  # the authors' value
 eval_iters = 125  # batches per split per eval: the authors' 1,000 sequences at batch 8
 log_interval = 10
+ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many iterations (an eval each), to fine-tune from
 init_from = 'scratch'  # 'scratch', 'resume' (out_dir/ckpt.pt), or a ckpt.pt path to fine-tune from
 # data
 dataset = 'openwebtext'
@@ -111,8 +112,8 @@ config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # a
 data_path = Path(data_dir or os.path.join('data', dataset))
 meta, n_tokens = open_text_dataset(data_path, dataset, block_size)  # exit 2 if missing or damaged
 tokens_per_iter = global_batch * block_size
-print0(f"tokens per iteration: {tokens_per_iter:,} ({global_batch} sequences of {block_size}, in {accum_steps} "
-       f"micro-batches of {micro_batch} per process)")
+print0(f"tokens per iteration: {tokens_per_iter:,} ({global_batch} sequences of {block_size}, in "
+       f"{accum_steps} micro-batches of {micro_batch} per process)")
 
 
 def get_batch(split, ix):
@@ -167,8 +168,8 @@ ema = optim.EMA(model, ema_coef)
 print0(summary)
 tau = optim.wd_timescale(learning_rate, weight_decay, wd_mode=wd_mode, lr_max=learning_rate)  # 1/(lr*wd)
 config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / max(max_iters, 1))  # how long WD remembers
-print0(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)), {config['wd_timescale_frac']:.2g} x the "
-       f"run's length" if tau < float('inf') else "no weight decay")
+print0(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)), {config['wd_timescale_frac']:.2g} x "
+       f"the run's length" if tau < float('inf') else "no weight decay")
 
 iter_num = start_iter = 0
 resumed = init_from == 'resume'
@@ -207,17 +208,23 @@ flops_per_iter = raw_model.flops_per_token(block_size) * tokens_per_iter
 
 @torch.no_grad()
 def evaluate(net):
-    """Mean loss of net over the fixed train and val batches."""
+    """Mean loss and next-token error (top-1, a fraction) of net over the fixed train and val batches."""
     net.eval()
     out = {}
     for split, (x, y) in eval_batches.items():
-        losses = torch.zeros((), device=device)
+        losses, wrong = torch.zeros((), device=device), torch.zeros((), device=device)
         for k in range(eval_iters):
             with autocast:
-                losses += net(x[k], y[k])[1].float()
-        out[f'{split}_loss'] = (losses / eval_iters).item()
+                logits, loss = net(x[k], y[k])
+            losses += loss.float()
+            wrong += (logits.argmax(-1) != y[k]).float().mean()
+        out[f'{split}_loss'], out[f'{split}_err'] = (losses / eval_iters).item(), (wrong / eval_iters).item()
     net.train()
     return out
+
+
+def eval_at(it):  # an eval and a checkpoint: every eval_interval, at the end, and at every kept snapshot
+    return it % eval_interval == 0 or it == max_iters or (ckpt_every > 0 and it % ckpt_every == 0)
 
 
 def line_at(it):
@@ -231,8 +238,8 @@ def weight_decay_metrics():
     return dict(weight_norm=optim.weight_norms(raw_model.parameters())[0],
                 decayed_norm=optim.weight_norms(decayed)[0],
                 adam_elr=optim.adam_effective_lr(opt) if optimizer == 'adamw' else None,
-                adam_elr_all=optim.adam_effective_lr_all(opt) if optimizer == 'adamw' else None,  # the authors'
-                angular_update=float(np.mean(angles)) if angles else None,
+                adam_elr_all=optim.adam_effective_lr_all(opt) if optimizer == 'adamw' else None,  # authors'
+                **optim.angle_spread(angles or []),  # angular_update: the mean; _p10, _p90: its spread
                 angular_update_eq=optim.equilibrium_angular_update(
                     optimizer, angle_lr, weight_decay, wd_mode=wd_mode, lr_max=learning_rate, beta1=beta1,
                     momentum=momentum) if angles else None)
@@ -242,12 +249,14 @@ def save_checkpoint():
     """Everything a resumed run needs to continue exactly (a collective under DDP)."""
     global saved_iter
     rngs = run_io.rng_states(device)
+    snapshot = ckpt_every > 0 and iter_num > 0 and iter_num % ckpt_every == 0  # kept as ckpt_ITER.pt too
     if master:
         losses = torch.stack(pending_losses).cpu() if pending_losses else torch.zeros(0)
         run_io.save_checkpoint(dict(
             model=raw_model.state_dict(), optimizer=opt.state_dict(), ema=ema.state_dict(),
             scaler=scaler.state_dict(), iter=iter_num, config=config, model_args=model_args,
-            clipped=clipped, pending_losses=losses, rng=rngs, sampler=batch_state), ckpt_path, log=log_path)
+            clipped=clipped, pending_losses=losses, rng=rngs, sampler=batch_state), ckpt_path, log=log_path,
+            keep=Path(out_dir) / f'ckpt_{iter_num}.pt' if snapshot else None)
     saved_iter = iter_num
 
 
@@ -265,7 +274,7 @@ while True:
         g['lr'] = lr
 
     # evaluate the model and its EMA on fixed batches, log, checkpoint (not again right after a resume)
-    if (iter_num % eval_interval == 0 or iter_num == max_iters) and not (resumed and iter_num == start_iter):
+    if eval_at(iter_num) and not (resumed and iter_num == start_iter):
         t0 = time.perf_counter()
         run_io.stop_if_diverged(pending_losses, iter_num, log_path, line_at, master)  # exit 1 if it did
         if master:
@@ -277,7 +286,7 @@ while True:
             angle = '' if not angles else f" | angle {record['angular_update']:.2e}" + (
                 f" (eq {record['angular_update_eq']:.2e})" if record['angular_update_eq'] else '')
             print(f"=== eval iter {iter_num:>6} | train {record['train_loss']:.4f} | "
-                  f"val {record['val_loss']:.4f} | ema train {record['train_loss_ema']:.4f} | "
+                  f"val {record['val_loss']:.4f} ({100 * record['val_err']:.1f}% err) | "
                   f"ema val {record['val_loss_ema']:.4f}{angle} ===")
         if run_io.any_process(master and record['diverged'], device):
             run_io.stop_diverged(log_path, None, f"the eval loss is not finite at iteration {iter_num:,}",
@@ -310,7 +319,7 @@ while True:
     elif log_now:
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in raw_model.parameters()])
     # before an eval, keep the weights to measure the angle each matrix turns in this step
-    watch = master and ((iter_num + 1) % eval_interval == 0 or iter_num + 1 == max_iters)
+    watch = master and eval_at(iter_num + 1)
     before = [p.detach().clone() for p in decayed] if watch else None
     scaler.step(opt)  # weight decay acts inside: p <- p - lr*wd*p for the decayed tensors (optim.py)
     scaler.update()

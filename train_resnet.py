@@ -4,10 +4,10 @@ Modern Deep Learning?": a long run at a large LR, then a drop to a tiny LR (`lr_
 EMA of the iterates, the weight norm, the effective LR and optionally the trace of the Hessian.
 
     python prepare_data.py cifar10 --source=../shared/data/cifar10_mini/cifar-10-python.tar.gz
-    python train_resnet.py config/resnet_cpu_demo.py                   # minutes on a laptop CPU
+    python train_resnet.py config/resnet_cpu_demo.py         # half a minute on a laptop CPU
     python train_resnet.py                                   # Figure 1: ResNet-18, lr 0.08, wd 0.0125
     python train_resnet.py --weight_decay=0                  # Figure 1: the same without weight decay
-    python train_resnet.py config/resnet_sphere.py --lr=0.003          # Figure 2: SGD on a sphere
+    python train_resnet.py config/resnet_sphere.py --lr=0.003  # Figure 2: projected SGD on a sphere
     python train_resnet.py config/resnet_cpu_demo.py --init_from=resume  # continue a run exactly
 
 Writes out/RUN/config.json, log.jsonl (a line per epoch and per eval; docs/log_format.md) and
@@ -28,7 +28,7 @@ import optim
 import run_io
 from configurator import configure, fail, run_name
 from model import VISION_NETS, hessian_trace, reestimate_bn, scale_invariant_params
-from prepare_data import load_image_dataset
+from prepare_data import balanced_subset, load_image_dataset
 
 # -----------------------------------------------------------------------------
 # data: the paper trains on the full CIFAR training set without augmentation (Figure 1)
@@ -48,7 +48,8 @@ momentum = 0.0
 weight_decay = 0.0125
 wd_mode = 'decoupled'  # decoupled | l2 | independent | cautious (decoupled = l2 for SGD without momentum)
 wd_params = 'all'  # the authors decay every parameter (torch.optim.SGD's weight_decay); or 'matrices'
-radius = 0.0  # > 0: project the trainable parameters onto the sphere of this norm after each step (Figure 2)
+radius = 0.0  # > 0: project the trainable parameters onto the sphere of this norm (Figure 2)
+project_every = 'step'  # when to project: after every 'step', or at the end of each 'epoch' as the authors
 elr_from = ''  # a run folder: replay its effective LR lr/||w||^2 without weight decay (optim.elr_replay)
 # schedule: lr for the first half, then exactly lr_flow, weight decay kept (Figure 1)
 epochs = 1000
@@ -58,6 +59,7 @@ lr_flow = 1e-4
 ema_coef = 0.999
 # evaluation (losses are per-sample means over the whole split)
 eval_every = 10  # epochs; the last epoch is always evaluated
+ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many epochs (an eval each)
 eval_batch_size = 1000  # large: evaluation is forward-only (inference mode, autocast)
 hessian_every = 0  # > 0: Hutchinson trace of the Hessian every this many epochs (Figures 2, 3)
 hessian_n = 1000  # class-balanced training images it is computed on
@@ -110,19 +112,8 @@ mean64, square64 = sums / (train_x.numel() // 3)
 mean, inv_std = mean64.float().view(1, 3, 1, 1), (square64 - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
 
 
-def balanced_subset(labels, n):
-    """Indices of the first n/num_classes images of each class, in dataset order."""
-    per_class = n // num_classes
-    counts = torch.bincount(labels, minlength=num_classes)
-    if n % num_classes or per_class > counts.min():
-        fail(f"a balanced subset of {n} needs a multiple of {num_classes} and at most "
-             f"{int(counts.min()) * num_classes} (the training set has {len(labels)} images)")
-    chosen = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(num_classes)]
-    return torch.cat(chosen).sort().values
-
-
-if n_train:
-    subset = balanced_subset(train_y, n_train)
+if n_train:  # the first n_train/num_classes images of each class
+    subset = torch.from_numpy(balanced_subset(splits['train'][1], n_train, num_classes)).to(device)
     train_x, train_y = train_x[subset], train_y[subset]
 iters_per_epoch = len(train_y) // batch_size  # the incomplete last batch is dropped: equal batch statistics
 if iters_per_epoch == 0:
@@ -166,7 +157,8 @@ if checkpoint is not None:
     run_io.load_weights(raw_net, checkpoint['model'])
 # static shapes: the train batch, the eval batch and a last partial batch each compile once, then never again
 net = torch.compile(raw_net, dynamic=False) if use_compile else raw_net
-n_trainable, n_frozen = (sum(p.numel() for p in raw_net.parameters() if p.requires_grad == t) for t in (True, False))
+n_trainable, n_frozen = (sum(p.numel() for p in raw_net.parameters() if p.requires_grad == t)
+                         for t in (True, False))
 print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: {n_trainable:,} trainable "
       f"parameters" + (f", {n_frozen:,} frozen" if n_frozen else ""))
 
@@ -243,7 +235,7 @@ def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None, l
                 g['lr'] = lr_at_step(i)
         scaler.step(optimizer)  # SGD with weight decay: p <- p - lr*wd*p - lr*g (optim.py)
         scaler.update()
-        if radius > 0:
+        if radius > 0 and (project_every == 'step' or last):  # back onto the sphere (Figure 2)
             project_to_sphere([p for g in optimizer.param_groups for p in g['params']])
         if ema is not None:
             ema.update(net)  # ema <- coef*ema + (1-coef)*w
@@ -275,8 +267,9 @@ def evaluate(net, prefix='', suffix=''):
 
 
 bn_batches = lambda: (normalize(train_x[i:i + batch_size]) for i in range(0, len(train_y), batch_size))
-hessian_batches = [(normalize(train_x[c]), train_y[c]) for c in balanced_subset(train_y, hessian_n).split(
-    eval_batch_size)] if hessian_every else None
+if hessian_every:  # the Hessian's images: a class-balanced subset of the training set, in eval batches
+    h_idx = torch.from_numpy(balanced_subset(train_y.cpu().numpy(), hessian_n, num_classes)).to(device)
+    hessian_batches = [(normalize(train_x[c]), train_y[c]) for c in h_idx.split(eval_batch_size)]
 
 
 def trace_of(net, epoch, prefix=''):  # float32, fresh probes per epoch that do not touch the training stream
@@ -292,7 +285,8 @@ def flow(epoch):
     """Fine-tune a copy of the iterate at lr_flow without weight decay (the authors' gradient flow)."""
     if not flow_copy:
         copy_net = copy.deepcopy(raw_net)
-        flow_copy.update(raw=copy_net, net=torch.compile(copy_net, dynamic=False) if use_compile else copy_net)
+        flow_copy.update(raw=copy_net, net=torch.compile(copy_net, dynamic=False) if use_compile
+                         else copy_net)
     flow_copy['raw'].load_state_dict(raw_net.state_dict())  # weights and BatchNorm statistics
     flow_params = [p for p in flow_copy['raw'].parameters() if p.requires_grad]
     flow_opt = optim.SGD([{'params': flow_params}], lr=lr_flow, momentum=momentum)  # fresh momentum
@@ -314,17 +308,18 @@ def weight_decay_metrics(lr_now, train_loss, angles):
     si_sq = sum(n ** 2 for n in optim.weight_norms(si_params)[1])
     c = optim.l2_equivalent('sgd', weight_decay, wd_mode, momentum=momentum, lr_max=lr)
     return dict(eff_lr=lr_now / si_sq if si_sq > 0 else float('nan'),
-                angular_update=sum(angles) / len(angles) if angles else float('nan'),
+                **optim.angle_spread(angles or []),  # angular_update: the mean; _p10, _p90: its spread
                 angular_update_eq=optim.equilibrium_angular_update(
                     'sgd', lr_now, weight_decay, wd_mode=wd_mode, lr_max=lr, momentum=momentum),
                 reg_objective=None if c is None else train_loss + c / 2 * optim.weight_norms(decayed)[0] ** 2)
 
 
-def save_checkpoint(done, it):
+def save_checkpoint(done, it, keep=False):
     run_io.save_checkpoint(dict(
         model=raw_net.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
         ema=ema.state_dict() if ema else None, epoch=done, iter=it, config=config,
-        rng=run_io.rng_states(device), gen=gen.get_state()), ckpt_path, log=log_path)
+        rng=run_io.rng_states(device), gen=gen.get_state()), ckpt_path, log=log_path,
+        keep=Path(out_dir) / f'ckpt_{it}.pt' if keep else None)
 
 
 # -----------------------------------------------------------------------------
@@ -340,7 +335,7 @@ for epoch in range(start_epoch, epochs):
     for g in optimizer.param_groups:
         g['lr'] = lr_now
     due = lambda every: every > 0 and done % every == 0
-    do_eval = due(eval_every) or due(hessian_every) or due(flow_every) or done == epochs
+    do_eval = due(eval_every) or due(hessian_every) or due(flow_every) or due(ckpt_every) or done == epochs
 
     # the replay's LR: from this step's ||w||^2, so that lr/||w||^2 is the source's (one host sync a step)
     replay_lr = (lambda i: replay_at(epoch * iters_per_epoch + i, optim.weight_norms(si_params)[0] ** 2)) \
@@ -382,7 +377,7 @@ for epoch in range(start_epoch, epochs):
             ev.update(flow(epoch))
         run_io.append_log(log_path, ev)
         errs = (pct(ev['train_err']), pct(ev['test_err']), pct(ev['test_err_ema']) if ema else '-')
-        save_checkpoint(done, it)
+        save_checkpoint(done, it, keep=due(ckpt_every))
 
     eta = run_io.format_duration((time.perf_counter() - t_start) / (done - start_epoch) * (epochs - done))
     print(f"{done:>6} {loss:>8.4f} {errs[0]:>10} {errs[1]:>9} {errs[2]:>8} {weight_norm:>9.2f} "

@@ -1,7 +1,5 @@
 import io
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 

@@ -22,7 +22,8 @@ TIMING = ('ms_per_iter', 'tokens_per_s', 'mfu')
 TRAIN_KEYS = {'iter', 'lr', 'wd', 'tokens', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'clipped',
               'ms_per_iter', 'tokens_per_s'}
 EVAL_KEYS = {'iter', 'lr', 'wd', 'tokens', 'eval', 'train_loss', 'val_loss', 'train_loss_ema', 'val_loss_ema',
-             'adam_elr', 'adam_elr_all', 'angular_update', 'angular_update_eq', 'weight_norm', 'decayed_norm',
+             'train_err', 'val_err', 'train_err_ema', 'val_err_ema', 'adam_elr', 'adam_elr_all', 'angular_update',
+             'angular_update_p10', 'angular_update_p90', 'angular_update_eq', 'weight_norm', 'decayed_norm',
              'diverged'}
 _cache = {}
 
@@ -283,3 +284,31 @@ def test_a_larger_micro_batch_trains_on_the_same_sequences_with_the_same_update(
                 assert r1[k] == pytest.approx(r0[k], rel=1e-5) and r2[k] == pytest.approx(r0[k], rel=1e-5)
     out = train(char_data, tmp_path / 'bad', *args, '--micro_batch_size=5')
     assert out.returncode == 2 and 'does not split into micro-batches of 5' in out.stderr
+
+
+def test_snapshots_are_kept_and_a_run_fine_tunes_from_any_of_them(char_data, tmp_path):
+    args = ['--max_iters=30', '--eval_interval=30', '--log_interval=10', '--weight_decay=0.1',
+            '--learning_rate=3e-3', '--decay_lr=False', '--warmup_iters=0']
+    ok(train(char_data, tmp_path / 'run', *args, '--ckpt_every=10'))
+    assert sorted(p.name for p in (tmp_path / 'run').glob('ckpt*.pt')) == \
+        ['ckpt.pt', 'ckpt_10.pt', 'ckpt_20.pt', 'ckpt_30.pt']
+    evals = {r['iter']: r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if r.get('eval')}
+    assert sorted(evals) == [0, 10, 20, 30]  # every snapshot is an evaluated checkpoint
+    snapshot = run_io.load_checkpoint(tmp_path / 'run' / 'ckpt_10.pt')
+    assert snapshot['iter'] == 10 and snapshot['config']['weight_decay'] == 0.1
+    # the timescale of the weight decay, at the peak LR, in iterations and as a share of the run
+    config = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert config['wd_timescale_iters'] == pytest.approx(1 / (3e-3 * 0.1))
+    assert config['wd_timescale_frac'] == pytest.approx(1 / (3e-3 * 0.1) / 30)
+    out = ok(train(char_data, tmp_path / 'ft', f"--init_from={tmp_path / 'run' / 'ckpt_10.pt'}", '--max_iters=0',
+                   '--learning_rate=1e-5', '--decay_lr=False', '--warmup_iters=0'))
+    assert 'fine-tuning from' in out.stdout and 'at iteration 10' in out.stdout
+    (first,) = run_io.read_log(tmp_path / 'ft' / 'log.jsonl')
+    assert first['val_loss'] == evals[10]['val_loss']  # it starts from the snapshot's weights
+
+
+def test_cautious_weight_decay_is_accepted_and_has_no_equilibrium_prediction(char_data, tmp_path):
+    ok(train(char_data, tmp_path / 'run', '--max_iters=5', '--eval_interval=5', '--weight_decay=0.1',
+             '--wd_mode=cautious'))
+    last = [r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if r.get('eval')][-1]
+    assert last['angular_update'] > 0 and last['angular_update_eq'] is None

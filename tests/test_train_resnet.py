@@ -168,3 +168,32 @@ def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(cifar_dir, tmp_path
     assert evals[-1]['reg_objective'] == evals[-1]['train_loss']  # no penalty without weight decay
     norm = lambda ckpt: sum(v.norm() ** 2 for v in ckpt['model'].values() if v.dim() > 1) ** 0.5
     assert norm(b) > norm(a) * 1.01  # a's weights kept shrinking by lr*wd = 5% a step, b's did not
+
+
+def test_the_effective_lr_replay_follows_the_source_run_without_weight_decay(cifar_dir, tmp_path):
+    common = [*TINY, f'--data_dir={cifar_dir}', '--epochs=6', '--eval_every=1', '--lr=0.2', '--first_decay=0.5',
+              '--lr_flow=0.01', '--ema_coef=0']
+    train(*common, f'--out_dir={tmp_path}/source', '--weight_decay=0.05')
+    train(*common, f'--out_dir={tmp_path}/replay', '--weight_decay=0', f'--elr_from={tmp_path}/source')
+    source, replay = lines(tmp_path / 'source', True), lines(tmp_path / 'replay', True)
+    errors = [abs(r['eff_lr'] / s['eff_lr'] - 1) for s, r in zip(source, replay)]
+    assert len(errors) == 6 and max(errors) < 0.03, errors  # it tracks the source's lr/||w||^2, the drop too
+    assert all(r['wd'] == 0 for r in replay) and replay[2]['lr'] > 0.2  # no decay: ||w|| grows, so must lr
+    out = train(*common, f'--out_dir={tmp_path}/bad', f'--elr_from={tmp_path}/source', check=False)
+    assert out.returncode == 2 and 'add --weight_decay=0' in out.stderr
+
+
+def test_snapshots_projection_schedule_and_cautious_decay(cifar_dir, tmp_path):
+    common = [*TINY, '--n_train=100', f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=0', '--lr=0.1',
+              '--first_decay=1.0', '--ema_coef=0']
+    train(*common, f'--out_dir={tmp_path}/snap', '--ckpt_every=1')
+    assert sorted(p.name for p in (tmp_path / 'snap').glob('ckpt*.pt')) == ['ckpt.pt', 'ckpt_2.pt', 'ckpt_4.pt']
+    # the authors' schedule projects once per epoch: on the sphere at the end of each epoch, not between
+    sphere = [*common, '--scale_inv=True', '--radius=3.0', '--weight_decay=0']
+    train(*sphere, f'--out_dir={tmp_path}/epoch', '--project_every=epoch')
+    train(*sphere, f'--out_dir={tmp_path}/step')
+    assert [r['weight_norm'] for r in lines(tmp_path / 'epoch', False)] == pytest.approx([3.0, 3.0], rel=1e-5)
+    assert lines(tmp_path / 'epoch', False)[-1]['loss'] != lines(tmp_path / 'step', False)[-1]['loss']
+    train(*common, f'--out_dir={tmp_path}/cautious', '--wd_mode=cautious', '--momentum=0.9')
+    (last,) = lines(tmp_path / 'cautious', True)
+    assert last['angular_update'] > 0 and last['angular_update_eq'] is None and last['reg_objective'] is not None
