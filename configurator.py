@@ -59,6 +59,8 @@ RELATIONS = [
      "vgg16 has no scale-invariant variant (use resnet18 or resnet34preact)"),
     (('scale_inv', 'batch_norm'), lambda c: c['batch_norm'] or not c['scale_inv'],
      "scale_inv needs batch_norm=True"),
+    (('heldout', 'n_train'), lambda c: c['n_train'] > 0 or not c['heldout'],
+     "heldout needs n_train > 0: the held-out images are the training images outside the subset"),
     (('elr_from', 'weight_decay'), lambda c: not (c['elr_from'] and c['weight_decay'] > 0),
      "elr_from replays a run's effective LR without weight decay: add --weight_decay=0"),
     (('elr_from', 'batch_norm'), lambda c: c['batch_norm'] or not c['elr_from'],

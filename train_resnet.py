@@ -35,6 +35,7 @@ from prepare_data import balanced_subset, load_image_dataset
 dataset = 'cifar10'  # cifar10 | cifar100, prepared by prepare_data.py into DATA_DIR/NAME/
 data_dir = ''  # folder of prepared datasets; '' = data/
 n_train = 0  # > 0: a class-balanced training subset of this many images (quick runs)
+heldout = False  # with n_train: also evaluate on the training images left out (heldout_loss, heldout_err)
 augment = False  # random crop with 4-pixel padding + horizontal flip, on the device
 # model: PreAct ResNet-18 with BatchNorm (Figure 1)
 model = 'resnet18'  # resnet18 | resnet34preact | vgg16
@@ -112,14 +113,18 @@ mean64, square64 = sums / (train_x.numel() // 3)
 mean, inv_std = mean64.float().view(1, 3, 1, 1), (square64 - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
 
 
+eval_splits = {'test': (test_x, test_y)}  # and 'train': the training set, below
 if n_train:  # the first n_train/num_classes images of each class
     subset = torch.from_numpy(balanced_subset(splits['train'][1], n_train, num_classes)).to(device)
+    if heldout:  # the rest of the training set: images the net never trains on, to choose settings with
+        rest = torch.ones(len(train_y), dtype=torch.bool, device=device).index_fill_(0, subset, False)
+        eval_splits['heldout'] = (train_x[rest], train_y[rest])
     train_x, train_y = train_x[subset], train_y[subset]
+eval_splits = {'train': (train_x, train_y), **eval_splits}
 iters_per_epoch = len(train_y) // batch_size  # the incomplete last batch is dropped: equal batch statistics
 if iters_per_epoch == 0:
     fail(f"batch_size {batch_size} is larger than the training set ({len(train_y)} images)")
 train_padded = F.pad(train_x, (4, 4, 4, 4)) if augment else None  # zero padding for random crops, once
-offsets = torch.arange(32, device=device)
 
 
 def normalize(x):
@@ -133,7 +138,7 @@ def train_batch(idx, gen):
         return normalize(train_x[idx]), train_y[idx]
     b = len(idx)
     shift = torch.randint(0, 9, (2, b, 1), generator=gen, device=device)
-    rows, cols = shift[0] + offsets, shift[1] + offsets  # (b, 32): a 32x32 window of the 40x40 image
+    rows, cols = shift + torch.arange(32, device=device)  # (b, 32) each: a 32x32 window of the 40x40 image
     flip = torch.rand(b, 1, generator=gen, device=device) < 0.5
     cols = torch.where(flip, cols.flip(1), cols)  # a horizontal flip reads the columns backwards
     channels = torch.arange(3, device=device).view(1, 3, 1, 1)
@@ -157,10 +162,9 @@ if checkpoint is not None:
     run_io.load_weights(raw_net, checkpoint['model'])
 # static shapes: the train batch, the eval batch and a last partial batch each compile once, then never again
 net = torch.compile(raw_net, dynamic=False) if use_compile else raw_net
-n_trainable, n_frozen = (sum(p.numel() for p in raw_net.parameters() if p.requires_grad == t)
-                         for t in (True, False))
-print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: {n_trainable:,} trainable "
-      f"parameters" + (f", {n_frozen:,} frozen" if n_frozen else ""))
+n_params = sum(p.numel() for p in raw_net.parameters())
+print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: "
+      f"{sum(p.numel() for p in trainable):,} trainable parameters of {n_params:,}")
 
 
 @torch.no_grad()
@@ -251,7 +255,7 @@ def evaluate(net, prefix='', suffix=''):
     was_training = net.training
     net.eval()
     out = {}
-    for split, images, labels in (('train', train_x, train_y), ('test', test_x, test_y)):
+    for split, (images, labels) in eval_splits.items():
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         wrong = torch.zeros((), device=device, dtype=torch.long)
         for i in range(0, len(labels), eval_batch_size):

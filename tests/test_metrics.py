@@ -165,6 +165,8 @@ def resnet(cifar_dir, tmp_path_factory):
                 eval=[r for r in log if r.get('eval') and r['epoch'] == 3][0],
                 train=[r for r in log if not r.get('eval') and r['epoch'] == 3][0],
                 x=normalize(x[subset]), y=torch.from_numpy(labels[subset]).long(), test_x=normalize(test_x),
+                heldout_x=normalize(x[np.setdiff1d(np.arange(len(labels)), subset)]),
+                heldout_y=torch.from_numpy(np.delete(labels, subset)).long(),
                 test_y=torch.from_numpy(np.load(cifar_dir / 'cifar10' / 'test_labels.npy')).long())
 
 
@@ -240,13 +242,19 @@ def test_resnet_loss_and_gradient_norm_of_the_epochs_step(resnet):
     assert resnet['train']['grad_norm'] == pytest.approx(grad_norm, rel=1e-5)
 
 
-def test_resnet_independent_weight_decay_in_the_equilibrium_and_the_objective(cifar_dir, tmp_path):
+def test_resnet_independent_weight_decay_in_the_equilibrium_and_the_objective(resnet, cifar_dir, tmp_path):
     # 'independent' shrinks by (lr/lr_max)*wd a step: decoupled decay with wd/lr_max, at any LR
     args = [*RESNET, f'--data_dir={cifar_dir}', '--momentum=0', '--wd_mode=independent', '--weight_decay=0.01',
-            '--lr=0.1', '--epochs=1', f'--out_dir={tmp_path}']
+            '--lr=0.1', '--epochs=1', f'--out_dir={tmp_path}', '--ema_coef=0', '--heldout=True']
     ok(run_script('train_resnet.py', *args))
     (ev,) = [r for r in run_io.read_log(tmp_path / 'log.jsonl') if r.get('eval')]
     sq = sum(t.double().square().sum().item() for t in trainable(run_io.load_checkpoint(tmp_path / 'ckpt.pt')['model'])
              .values())
     assert ev['angular_update_eq'] == pytest.approx(math.sqrt(2 * 0.1 * 0.01 / 0.1), rel=1e-12)
     assert ev['reg_objective'] == pytest.approx(ev['train_loss'] + 0.01 / (2 * 0.1) * sq, rel=1e-6)
+    # heldout: the training images outside the subset, which the net never trained on
+    net = resnet_model(run_io.load_checkpoint(tmp_path / 'ckpt.pt')['model']).eval()
+    with torch.no_grad():
+        logits = net(resnet['heldout_x'])
+    assert ev['heldout_loss'] == pytest.approx(F.cross_entropy(logits, resnet['heldout_y']).item(), rel=1e-5)
+    assert ev['heldout_err'] == (logits.argmax(1) != resnet['heldout_y']).double().mean().item()
