@@ -24,6 +24,7 @@ Presets (--figure=NAME), one per figure of the paper:
     bf16          Fig. 4: bfloat16 loss with and without wd, divergences marked (GPT)
     effective_lr  Sec. 3: Adam's effective LR, decayed norm, angular update and its equilibrium
     rotation      rotational equilibrium: per-tensor angles against the prediction, a panel per run
+    appendix      the appendix: AdamW against WD on all parameters, Adam + L2, SGD (GPT)
 """
 import json
 import math
@@ -35,7 +36,7 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 
-from configurator import SHORT_NAMES, ConfigError, apply_args
+from configurator import NOT_IN_NAMES, SHORT_NAMES, ConfigError, apply_args
 from run_io import read_log
 
 matplotlib.use('Agg')  # files only, no screen needed (pyplot picks its backend at the first figure)
@@ -48,9 +49,10 @@ OPTIONS = {
     'out': 'plot.png',
     'figure': '',  # a preset laying out one of the paper's figures: see FIGURES
 }
-# config keys never shown in a legend: they do not change what is learned
-IGNORED_KEYS = {'out_dir', 'device', 'compile', 'log_interval', 'eval_interval', 'eval_every',
-                'eval_iters', 'eval_batch_size', 'always_save_checkpoint', 'data_dir', 'hessian_every'}
+# config keys never shown in a legend: they do not change what is learned (the keys run names leave
+# out, but init_from: a fine-tuning is not its parent), or are derived from others (the timescale)
+IGNORED_KEYS = ({*NOT_IN_NAMES} - {'init_from'}) | {'always_save_checkpoint', 'hessian_every', 'wd_timescale_iters',
+                                                   'wd_timescale_frac'}
 LABELS = {
     'loss': 'training loss (minibatch mean)', 'train_loss': 'train loss (cross-entropy)',
     'val_loss': 'validation loss (cross-entropy)', 'test_loss': 'test loss (cross-entropy)',
@@ -59,7 +61,9 @@ LABELS = {
     'decayed_norm': 'norm of decayed weights', 'adam_elr': "Adam's effective LR",
     'eff_lr': 'effective LR lr/||w||^2', 'angular_update': 'angular update (rad/step)',
     'trace_hessian': 'trace of the Hessian', 'tokens_per_s': 'tokens / s',
-    'ms_per_iter': 'ms / iteration',
+    'ms_per_iter': 'ms / iteration', 'val_err': 'validation next-token error (%)',
+    'heldout_err': 'held-out error (%)', 'heldout_loss': 'held-out loss (cross-entropy)',
+    'adam_elr_all': "Adam's effective LR, all parameters", 'angular_update_eq': 'equilibrium angle (rad/step)',
 }
 X_LABELS = {'iter': 'iteration', 'tokens': 'tokens seen', 'epoch': 'epoch'}
 SEED_NOTE = 'line: mean over seeds, band: lowest to highest'
@@ -539,6 +543,25 @@ def figure_bf16(runs, smooth):
     return fig
 
 
+def optimizer_label(group):
+    """'AdamW, wd 0.1 on matrices', 'Adam + L2 0.0001', 'SGD + L2 0.0001': the appendix's variants."""
+    c = group['config']
+    name = 'SGD' if c.get('optimizer') == 'sgd' else 'Adam' if c.get('wd_mode') == 'l2' else 'AdamW'
+    decay = f"L2 {c.get('weight_decay')}" if c.get('wd_mode') == 'l2' else f"wd {c.get('weight_decay')}"
+    return f"{name}{' + ' if c.get('wd_mode') == 'l2' else ', '}{decay} on {c.get('wd_params', 'matrices')}"
+
+
+def figure_appendix(runs, smooth):
+    """Appendix: decayed parameters, coupled L2 and SGD against AdamW: train and val loss, token error."""
+    groups = seed_groups(runs)
+    labels = [optimizer_label(g) for g in groups]
+    fig, axes = new_figure(3)
+    for ax, y in zip(axes[0], ('train_loss', 'val_loss', 'val_err')):
+        draw_metric(ax, groups, labels, 'iter', y, smooth, with_ema=False)
+    add_legend(axes[0, 0], groups)
+    return fig
+
+
 def figure_effective_lr(runs, smooth):
     """Section 3: Adam's effective LR, the weight norm, and the angular update against its
     rotational-equilibrium prediction (dotted)."""
@@ -608,10 +631,10 @@ def figure_rotation(runs, smooth):
 FIGURES = {'vision_grid': figure_vision_grid, 'weight_norm': figure_weight_norm,
            'sphere': figure_sphere, 'elr_replay': figure_elr_replay, 'llm_cosine': figure_llm_cosine,
            'llm_finetune': figure_llm_finetune, 'bf16': figure_bf16, 'effective_lr': figure_effective_lr,
-           'rotation': figure_rotation}
+           'rotation': figure_rotation, 'appendix': figure_appendix}
 # the kind of run each preset is made for (check_kinds); absent: either kind
 FIGURE_KINDS = {'vision_grid': 'ResNet', 'weight_norm': 'ResNet', 'sphere': 'ResNet', 'elr_replay': 'ResNet',
-                'llm_cosine': 'GPT', 'llm_finetune': 'GPT', 'bf16': 'GPT'}
+                'llm_cosine': 'GPT', 'llm_finetune': 'GPT', 'bf16': 'GPT', 'appendix': 'GPT'}
 
 
 def check_output(out):

@@ -112,8 +112,8 @@ config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # a
 data_path = Path(data_dir or os.path.join('data', dataset))
 meta, n_tokens = open_text_dataset(data_path, dataset, block_size)  # exit 2 if missing or damaged
 tokens_per_iter = global_batch * block_size
-print0(f"tokens per iteration: {tokens_per_iter:,} ({global_batch} sequences of {block_size}, in "
-       f"{accum_steps} micro-batches of {micro_batch} per process)")
+print0(f"tokens per iteration: {tokens_per_iter:,} ({global_batch} sequences of {block_size}, "
+       f"{accum_steps} micro-batch(es) of {micro_batch} per process)")
 
 
 def get_batch(split, ix):

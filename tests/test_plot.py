@@ -79,6 +79,13 @@ def band_limits(band, xs):
     return [min(ys) for ys in at], [max(ys) for ys in at]
 
 
+def test_the_appendix_preset_names_each_optimizer_and_decay():
+    label = lambda **c: plot.optimizer_label({'config': c})
+    assert label(optimizer='adamw', wd_mode='decoupled', weight_decay=0.1, wd_params='all') == 'AdamW, wd 0.1 on all'
+    assert label(optimizer='adamw', wd_mode='l2', weight_decay=1e-4) == 'Adam + L2 0.0001 on matrices'
+    assert label(optimizer='sgd', wd_mode='l2', weight_decay=1e-4) == 'SGD + L2 0.0001 on matrices'
+
+
 def test_seeds_of_one_setting_are_drawn_as_their_mean_and_band(tmp_path, capsys):
     losses = {0: [2.0, 1.5, 1.2, 1.0], 1: [2.2, 1.4, 1.3, 0.9], 2: [2.9, 1.9, 1.1, 0.8, 0.7]}  # seed 2 is ahead
     setting = {'weight_decay': 0.1, 'lr': 0.1, 'epochs': 5}
@@ -277,6 +284,7 @@ def panels_with_lines(fig):
     ('sphere', ['sphere_lr0.003', 'sphere_lr0.03'], 4),
     ('elr_replay', ['resnet_lr0.1_wd0.05', 'resnet_lr0.1_wd0.0'], 5),
     ('rotation', ['gpt_wd0.0', 'gpt_wd0.5', 'resnet_lr0.1_wd0.05'], 3),
+    ('appendix', ['gpt_wd0.0', 'gpt_wd0.5'], 3),
 ])
 def test_each_preset_draws_all_its_panels_from_real_runs(real_runs, figure, runs, n_panels):
     with warnings.catch_warnings():  # no matplotlib warning (constrained layout, empty legend) on normal use
@@ -322,9 +330,16 @@ def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_ne
           f'--out_dir={tmp_path}/grid')
     train('train_resnet.py', 'config/mini_sphere.py', f'--data_dir={cifar_dir}', '--epochs=1', '--flow_every=1',
           '--flow_epochs=1', '--hessian_every=1', '--hessian_n=20', '--hessian_probes=2', f'--out_dir={tmp_path}/sphere')
-    needs = {'cosine': ('train_loss', 'val_loss'), 'const': ('train_loss',), 'const_ft': ('train_loss',),
+    train('train_gpt.py', 'config/mini_llm_bf16.py', *gpt, '--weight_decay=0', f'--out_dir={tmp_path}/bf16')
+    vision2 = ['config/mini_vision_claim2.py', f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1']
+    train('train_resnet.py', *vision2, '--weight_decay=0.05', f'--out_dir={tmp_path}/claim2')
+    train('train_resnet.py', *vision2, '--weight_decay=0', f'--elr_from={tmp_path}/claim2', f'--out_dir={tmp_path}/replay')
+    needs = {'cosine': ('train_loss', 'val_loss', 'val_err', 'angular_update_p10', 'angular_update_p90'),
+             'const': ('train_loss',), 'const_ft': ('train_loss',),
              'grid': ('test_err', 'test_err_ema', 'train_loss', 'weight_norm', 'eff_lr'),
-             'sphere': ('flow_test_err', 'flow_trace_hessian', 'flow_trace_hessian_se')}
+             'sphere': ('flow_test_err', 'flow_trace_hessian', 'flow_trace_hessian_se'),
+             'bf16': ('train_loss', 'val_loss', 'weight_norm'),
+             'claim2': ('heldout_err', 'test_err', 'test_err_ema', 'eff_lr'), 'replay': ('eff_lr', 'test_err')}
     for run, keys in needs.items():
         evals = [r for r in run_io.read_log(tmp_path / run / 'log.jsonl') if r.get('eval')]
         assert evals and all(isinstance(evals[-1].get(k), float) for k in keys), (run, evals[-1:])

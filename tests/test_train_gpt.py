@@ -272,7 +272,7 @@ def test_a_larger_micro_batch_trains_on_the_same_sequences_with_the_same_update(
             '--gradient_accumulation_steps=4', '--learning_rate=3e-3']
     for name, micro in (('four', 0), ('one', 16), ('eight', 2)):
         out = ok(train(char_data, tmp_path / name, *args, f'--micro_batch_size={micro}'))
-        assert f"16 sequences of 32, in {16 // (micro or 4)} micro-batches of {micro or 4}" in out.stdout
+        assert f"16 sequences of 32, {16 // (micro or 4)} micro-batch(es) of {micro or 4}" in out.stdout
     four, one, eight = (run_io.load_checkpoint(tmp_path / r / 'ckpt.pt') for r in ('four', 'one', 'eight'))
     for other in (one, eight):
         for k in four['model']:
