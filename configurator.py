@@ -63,8 +63,9 @@ RELATIONS = [
      "heldout needs n_train > 0: the held-out images are the training images outside the subset"),
     (('elr_from', 'weight_decay'), lambda c: not (c['elr_from'] and c['weight_decay'] > 0),
      "elr_from replays a run's effective LR without weight decay: add --weight_decay=0"),
-    (('elr_from', 'batch_norm'), lambda c: c['batch_norm'] or not c['elr_from'],
-     "elr_from needs batch_norm=True: the effective LR is of the weights BatchNorm makes scale-invariant"),
+    (('elr_from', 'scale_inv'), lambda c: c['scale_inv'] or not c['elr_from'],
+     "elr_from needs scale_inv=True: lr/||w||^2 is the whole net's effective LR only when every trained "
+     "weight is scale-invariant"),
 ]
 
 

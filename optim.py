@@ -322,7 +322,9 @@ def elr_replay(source_log, start_sq_norm):
     this run's ||w||^2 now. The source's LR per epoch comes from its training lines, its ||w||^2 =
     lr/eff_lr from its eval lines, linearly interpolated between them (from start_sq_norm at
     iteration 0: the same seed starts from the same weights). If weight decay helps only through
-    the effective LR, a replay without weight decay generalises as the source did."""
+    the effective LR, a replay without weight decay generalises as the source did. Meant for nets
+    whose trained weights are all scale-invariant: any other weight would see an LR that grows
+    with ||w||^2 (on a standard ResNet the last layer's drove the replay to chance level)."""
     epochs = sorted((r['iter'], r['lr']) for r in source_log if not r.get('eval') and 'epoch' in r)
     evals = [(r['iter'], r['lr'] / r['eff_lr']) for r in source_log if r.get('eval') and r.get('eff_lr')]
     if not epochs or not evals:

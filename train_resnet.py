@@ -51,7 +51,7 @@ wd_mode = 'decoupled'  # decoupled | l2 | independent | cautious (decoupled = l2
 wd_params = 'all'  # the authors decay every parameter (torch.optim.SGD's weight_decay); or 'matrices'
 radius = 0.0  # > 0: project the trainable parameters onto the sphere of this norm (Figure 2)
 project_every = 'step'  # when to project: after every 'step', or at the end of each 'epoch' as the authors
-elr_from = ''  # a run folder: replay its effective LR lr/||w||^2 without weight decay (optim.elr_replay)
+elr_from = ''  # a scale_inv run's folder: replay its effective LR lr/||w||^2 without weight decay
 # schedule: lr for the first half, then exactly lr_flow, weight decay kept (Figure 1)
 epochs = 1000
 first_decay = 0.5  # fraction of the epochs before the drop

@@ -2,14 +2,11 @@
 # The grid's net (config/mini_vision_grid.py) on twice as many images, 2,000, with the 3,000
 # training images left out as a held-out set (heldout_err) beside the 1,000 test images, so that
 # a 2-point difference stands above one run's noise. Chosen on the held-out error of one seed
-# before any test error was read (docs/reproducing.md: what else was tried). Then the effective-LR
-# replay: the same net without weight decay, its LR set at every step so that lr/||w||^2 follows
-# the weight-decay run's.
+# before any test error was read (docs/reproducing.md: what else was tried).
 #   for seed in 0 1 2; do for wd in 0.05 0; do
-#     python train_resnet.py config/mini_vision_claim2.py --weight_decay=$wd --seed=$seed; done
-#     python train_resnet.py config/mini_vision_claim2.py --weight_decay=0 --seed=$seed \
-#       --elr_from=out/mini_vision_claim2_wd0.05_seed$seed --out_dir=out/mini_vision_claim2_replay_seed$seed
-#   done
+#     python train_resnet.py config/mini_vision_claim2.py --weight_decay=$wd --seed=$seed
+#   done; done
+#   python plot.py out/mini_vision_claim2_* --y=train_loss,heldout_err,test_err --out=assets/mini_claim2.png
 exec(open('config/mini_vision_grid.py').read())  # the same net, batch, LRs and EMA
 n_train = 2000
 heldout = True

@@ -331,9 +331,11 @@ def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_ne
     train('train_resnet.py', 'config/mini_sphere.py', f'--data_dir={cifar_dir}', '--epochs=1', '--flow_every=1',
           '--flow_epochs=1', '--hessian_every=1', '--hessian_n=20', '--hessian_probes=2', f'--out_dir={tmp_path}/sphere')
     train('train_gpt.py', 'config/mini_llm_bf16.py', *gpt, '--weight_decay=0', f'--out_dir={tmp_path}/bf16')
-    vision2 = ['config/mini_vision_claim2.py', f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1']
-    train('train_resnet.py', *vision2, '--weight_decay=0.05', f'--out_dir={tmp_path}/claim2')
-    train('train_resnet.py', *vision2, '--weight_decay=0', f'--elr_from={tmp_path}/claim2', f'--out_dir={tmp_path}/replay')
+    vision2 = [f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1']
+    train('train_resnet.py', 'config/mini_vision_claim2.py', *vision2, '--weight_decay=0.05', f'--out_dir={tmp_path}/claim2')
+    train('train_resnet.py', 'config/mini_vision_replay.py', *vision2, '--weight_decay=0.05', f'--out_dir={tmp_path}/source')
+    train('train_resnet.py', 'config/mini_vision_replay.py', *vision2, '--weight_decay=0', f'--elr_from={tmp_path}/source',
+          f'--out_dir={tmp_path}/replay')
     needs = {'cosine': ('train_loss', 'val_loss', 'val_err', 'angular_update_p10', 'angular_update_p90'),
              'const': ('train_loss',), 'const_ft': ('train_loss',),
              'grid': ('test_err', 'test_err_ema', 'train_loss', 'weight_norm', 'eff_lr'),

@@ -172,7 +172,7 @@ def test_a_resumed_run_uses_the_weight_decay_it_is_given_now(cifar_dir, tmp_path
 
 def test_the_effective_lr_replay_follows_the_source_run_without_weight_decay(cifar_dir, tmp_path):
     common = [*TINY, f'--data_dir={cifar_dir}', '--epochs=6', '--eval_every=1', '--lr=0.2', '--first_decay=0.5',
-              '--lr_flow=0.01', '--ema_coef=0']
+              '--lr_flow=0.01', '--ema_coef=0', '--scale_inv=True']
     train(*common, f'--out_dir={tmp_path}/source', '--weight_decay=0.05')
     train(*common, f'--out_dir={tmp_path}/replay', '--weight_decay=0', f'--elr_from={tmp_path}/source')
     source, replay = lines(tmp_path / 'source', True), lines(tmp_path / 'replay', True)
@@ -181,6 +181,12 @@ def test_the_effective_lr_replay_follows_the_source_run_without_weight_decay(cif
     assert all(r['wd'] == 0 for r in replay) and replay[2]['lr'] > 0.2  # no decay: ||w|| grows, so must lr
     out = train(*common, f'--out_dir={tmp_path}/bad', f'--elr_from={tmp_path}/source', check=False)
     assert out.returncode == 2 and 'add --weight_decay=0' in out.stderr
+    out = train(*common[:-1], '--weight_decay=0', f'--out_dir={tmp_path}/bad', f'--elr_from={tmp_path}/source',
+                check=False)
+    assert out.returncode == 2 and 'elr_from needs scale_inv=True' in out.stderr
+    # it learns as the source does: every trained weight is scale-invariant, so an LR growing with ||w||^2
+    # leaves the steps in the weights' directions as the source's
+    assert replay[-1]['train_err'] <= source[-1]['train_err'] + 0.03
 
 
 def test_snapshots_projection_schedule_and_cautious_decay(cifar_dir, tmp_path):

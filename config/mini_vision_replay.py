@@ -1,0 +1,13 @@
+# The effective-LR replay in miniature: does weight decay help only through the effective LR
+# lr/||w||^2? The claim-2 setting (config/mini_vision_claim2.py) on the scale-invariant net
+# (BatchNorm without affine parameters, the last layer frozen: Section 2.2), where lr/||w||^2 is
+# the whole net's effective LR. Per seed: the run with weight decay, the run without, and the
+# replay: no weight decay, the LR set at every step so that lr/||w||^2 follows the first run's.
+#   for seed in 0 1 2; do
+#     for wd in 0.05 0; do python train_resnet.py config/mini_vision_replay.py --weight_decay=$wd --seed=$seed; done
+#     python train_resnet.py config/mini_vision_replay.py --weight_decay=0 --seed=$seed \
+#       --elr_from=out/mini_vision_replay_wd0.05_seed$seed --out_dir=out/mini_vision_replay_replay_seed$seed
+#   done
+#   python plot.py out/mini_vision_replay_* --figure=elr_replay --out=assets/mini_elr_replay.png
+exec(open('config/mini_vision_claim2.py').read())
+scale_inv = True
