@@ -327,14 +327,15 @@ def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_ne
     train('train_gpt.py', 'config/mini_llm_finetune.py', *gpt, '--weight_decay=0.1', '--max_iters=2',
           f'--init_from={tmp_path}/const/ckpt.pt', f'--out_dir={tmp_path}/const_ft')
     train('train_resnet.py', 'config/mini_vision_grid.py', f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1',
-          f'--out_dir={tmp_path}/grid')
+          '--n_train=200', f'--out_dir={tmp_path}/grid')
     train('train_resnet.py', 'config/mini_sphere.py', f'--data_dir={cifar_dir}', '--epochs=1', '--flow_every=1',
           '--flow_epochs=1', '--hessian_every=1', '--hessian_n=20', '--hessian_probes=2', f'--out_dir={tmp_path}/sphere')
     train('train_gpt.py', 'config/mini_llm_bf16.py', *gpt, '--weight_decay=0', f'--out_dir={tmp_path}/bf16')
-    vision2 = [f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1']
+    vision2 = [f'--data_dir={cifar_dir}', '--epochs=1', '--eval_every=1', '--n_train=200']  # 4,800 held out
     train('train_resnet.py', 'config/mini_vision_claim2.py', *vision2, '--weight_decay=0.05', f'--out_dir={tmp_path}/claim2')
-    train('train_resnet.py', 'config/mini_vision_replay.py', *vision2, '--weight_decay=0.05', f'--out_dir={tmp_path}/source')
-    train('train_resnet.py', 'config/mini_vision_replay.py', *vision2, '--weight_decay=0', f'--elr_from={tmp_path}/source',
+    replay = [*vision2, '--ema_coef=0']  # its figure draws no EMA
+    train('train_resnet.py', 'config/mini_vision_replay.py', *replay, '--weight_decay=0.05', f'--out_dir={tmp_path}/source')
+    train('train_resnet.py', 'config/mini_vision_replay.py', *replay, '--weight_decay=0', f'--elr_from={tmp_path}/source',
           f'--out_dir={tmp_path}/replay')
     needs = {'cosine': ('train_loss', 'val_loss', 'val_err', 'angular_update_p10', 'angular_update_p90'),
              'const': ('train_loss',), 'const_ft': ('train_loss',),
