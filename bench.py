@@ -141,7 +141,6 @@ def bench_gpt():
 
     import numpy as np
 
-    import run_io
     from model import GPT, GPTConfig, bf16_peak_flops
     cuda = device.startswith('cuda')
     if cuda:  # GPT-2 small as train_gpt.py trains it: no biases, the vocabulary padded to 50,304
@@ -195,7 +194,8 @@ def bench_gpt():
         meta = dict(vocab_size=shape['vocab_size'], tokenizer='random')
         (data / 'meta.json').write_text(jsonlib.dumps(meta))
         args = [f'--{k}={v}' for k, v in shape.items() if k != 'vocab_size'] + [
-            f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1', f'--dtype={dtype}', f'--device={device}', f'--compile={compile_models}',
+            f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1', f'--dtype={dtype}',
+            f'--device={device}', f'--compile={compile_models}',
             f'--max_iters={iters}', f'--log_interval={chunk}', f'--eval_interval={iters}', '--eval_iters=1',
             '--weight_decay=0.1', '--warmup_iters=10']
         root = Path(__file__).resolve().parent
@@ -250,7 +250,6 @@ def bench_resnet():
     import numpy as np
     import torch.nn.functional as F
 
-    import run_io
     from model import resnet18
     cuda = device.startswith('cuda')
     width, batch_size, epochs, rounds = (64, 128, 3, 2) if cuda else (16, 128, 3, 3)

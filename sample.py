@@ -41,7 +41,7 @@ if 'model_args' not in checkpoint:
     fail(f"{ckpt_path} is not a GPT checkpoint (written by train_gpt.py)")
 model = GPT(GPTConfig(**checkpoint['model_args']))
 state = checkpoint['ema' if ema else 'model']
-model.load_state_dict({k.removeprefix('_orig_mod.').removeprefix('module.'): v for k, v in state.items()})
+run_io.load_weights(model, state)  # without compile's and DDP's name prefixes; exit 2 if they do not fit
 model.eval().to(device)
 
 # the tokenizer the run's data was prepared with

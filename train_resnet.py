@@ -113,14 +113,14 @@ mean64, square64 = sums / (train_x.numel() // 3)
 mean, inv_std = mean64.float().view(1, 3, 1, 1), (square64 - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
 
 
-eval_splits = {'test': (test_x, test_y)}  # and 'train': the training set, below
+heldout_split = {}
 if n_train:  # the first n_train/num_classes images of each class
     subset = torch.from_numpy(balanced_subset(splits['train'][1], n_train, num_classes)).to(device)
     if heldout:  # the rest of the training set: images the net never trains on, to choose settings with
         rest = torch.ones(len(train_y), dtype=torch.bool, device=device).index_fill_(0, subset, False)
-        eval_splits['heldout'] = (train_x[rest], train_y[rest])
+        heldout_split = {'heldout': (train_x[rest], train_y[rest])}
     train_x, train_y = train_x[subset], train_y[subset]
-eval_splits = {'train': (train_x, train_y), **eval_splits}
+eval_splits = {'train': (train_x, train_y), 'test': (test_x, test_y), **heldout_split}
 iters_per_epoch = len(train_y) // batch_size  # the incomplete last batch is dropped: equal batch statistics
 if iters_per_epoch == 0:
     fail(f"batch_size {batch_size} is larger than the training set ({len(train_y)} images)")
@@ -305,7 +305,7 @@ def flow(epoch):
     return {**record, **(trace_of(flow_copy['raw'], epoch, prefix='flow_') if hessian_every else {})}
 
 
-def weight_decay_metrics(lr_now, train_loss, angles):
+def weight_decay_metrics(lr_now, train_loss, decayed_norm, angles):
     """What weight decay does to the weights: the effective LR lr/||w||^2 of the scale-invariant ones,
     the angle the decayed tensors turned in the epoch's last step against its equilibrium value, and
     the objective the run minimises (train loss + c/2*||w||^2, c as the update implies: optim.py)."""
@@ -315,7 +315,7 @@ def weight_decay_metrics(lr_now, train_loss, angles):
                 **optim.angle_spread(angles or []),  # angular_update: the mean; _p10, _p90: its spread
                 angular_update_eq=optim.equilibrium_angular_update(
                     'sgd', lr_now, weight_decay, wd_mode=wd_mode, lr_max=lr, momentum=momentum),
-                reg_objective=None if c is None else train_loss + c / 2 * optim.weight_norms(decayed)[0] ** 2)
+                reg_objective=None if c is None else train_loss + c / 2 * decayed_norm ** 2)
 
 
 def save_checkpoint(done, it, keep=False):
@@ -365,7 +365,7 @@ for epoch in range(start_epoch, epochs):
         t_eval = time.perf_counter()
         ev = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, eval=True, diverged=False, **evaluate(net),
                   weight_norm=weight_norm)
-        ev.update(weight_decay_metrics(lr_now, ev['train_loss'], angles))
+        ev.update(weight_decay_metrics(lr_now, ev['train_loss'], record['decayed_norm'], angles))
         if ema is not None:
             t_bn = time.perf_counter()
             ema.copy_buffers(raw_net)  # the buffers are copied, not averaged, when the EMA is used
