@@ -41,6 +41,20 @@ def angle(a, b):
     return math.acos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1))
 
 
+def sq_norm(tensors):
+    """||w||^2 of a set of tensors, in float64."""
+    return sum(t.double().square().sum().item() for t in tensors)
+
+
+def check_angles(line, before, after):
+    """The eval line's angular_update and its spread against the angles each tensor turned between the
+    two states (dicts of the same tensors): their mean and numpy's 10th and 90th percentiles."""
+    angles = [angle(before[k], after[k]) for k in before]
+    assert line['angular_update'] == pytest.approx(np.mean(angles), rel=1e-6)
+    assert line['angular_update_p10'] == pytest.approx(np.percentile(angles, 10), rel=1e-6)
+    assert line['angular_update_p90'] == pytest.approx(np.percentile(angles, 90), rel=1e-6)
+
+
 # -----------------------------------------------------------------------------
 # train_gpt.py
 
@@ -66,12 +80,8 @@ def decayed_matrices(state):
 
 
 def test_gpt_angular_update_is_the_mean_angle_between_checkpoints_one_step_apart(gpt):
-    a, b = decayed_matrices(gpt['before']['model']), decayed_matrices(gpt['after']['model'])
-    angles = [angle(a[k], b[k]) for k in a]
-    assert gpt['eval']['angular_update'] == pytest.approx(np.mean(angles), rel=1e-6)
-    # the spread over the decayed tensors (Kosson et al.: AdamW balances them, Adam + L2 does not)
-    assert gpt['eval']['angular_update_p10'] == pytest.approx(np.percentile(angles, 10), rel=1e-6)
-    assert gpt['eval']['angular_update_p90'] == pytest.approx(np.percentile(angles, 90), rel=1e-6)
+    # with the spread over the decayed tensors (Kosson et al.: AdamW balances them, Adam + L2 does not)
+    check_angles(gpt['eval'], decayed_matrices(gpt['before']['model']), decayed_matrices(gpt['after']['model']))
     # AdamW's rotational equilibrium at this lr and wd
     assert gpt['eval']['angular_update_eq'] == pytest.approx(math.sqrt(2 * 3e-3 * 0.1 * 0.1 / 1.9), rel=1e-12)
 
@@ -94,7 +104,7 @@ def test_gpt_adam_effective_lrs_from_the_optimizer_state(gpt):
 def test_gpt_norms_from_the_checkpoint(gpt):
     state = gpt['after']['model']
     unique = {k: v for k, v in state.items() if k != 'lm_head.weight'}  # tied to wte
-    norm = lambda ts: math.sqrt(sum(t.double().square().sum().item() for t in ts))
+    norm = lambda ts: math.sqrt(sq_norm(ts))
     for line in (gpt['eval'], gpt['train']):
         assert line['weight_norm'] == pytest.approx(norm(unique.values()), rel=1e-6)
         assert line['decayed_norm'] == pytest.approx(norm(decayed_matrices(state).values()), rel=1e-6)
@@ -130,7 +140,7 @@ def test_gpt_loss_and_gradient_norm_of_the_last_step(gpt):
     losses = [F.cross_entropy(net(w[:, :-1])[0].flatten(0, 1), w[:, 1:].flatten()) for w in windows]
     loss = torch.stack(losses).mean()
     loss.backward()
-    grad_norm = math.sqrt(sum(p.grad.double().square().sum().item() for p in net.parameters()))
+    grad_norm = math.sqrt(sq_norm(p.grad for p in net.parameters()))
     assert gpt['train']['loss'] == pytest.approx(loss.item(), rel=1e-5)
     assert gpt['train']['grad_norm'] == pytest.approx(grad_norm, rel=1e-5)
     assert gpt['train']['tokens'] == 11 * 2 * 4 * 32
@@ -183,11 +193,7 @@ def trainable(state):
 
 
 def test_resnet_angular_update_and_its_equilibrium(resnet):
-    a, b = trainable(resnet['before']['model']), trainable(resnet['after']['model'])
-    angles = [angle(a[k], b[k]) for k in a]
-    assert resnet['eval']['angular_update'] == pytest.approx(np.mean(angles), rel=1e-6)
-    assert resnet['eval']['angular_update_p10'] == pytest.approx(np.percentile(angles, 10), rel=1e-6)
-    assert resnet['eval']['angular_update_p90'] == pytest.approx(np.percentile(angles, 90), rel=1e-6)
+    check_angles(resnet['eval'], trainable(resnet['before']['model']), trainable(resnet['after']['model']))
     # SGD with momentum m and decoupled decay: sqrt(2*lr*wd*(1-m)/(1+m)) (not the coupled sqrt(2*lr*wd/(1+m)))
     assert resnet['eval']['angular_update_eq'] == pytest.approx(math.sqrt(2 * 0.05 * 0.1 * 0.1 / 1.9), rel=1e-12)
 
@@ -195,9 +201,8 @@ def test_resnet_angular_update_and_its_equilibrium(resnet):
 def test_resnet_effective_lr_and_norms_from_the_checkpoint(resnet):
     state = resnet['after']['model']
     convs = [v for k, v in state.items() if v.dim() == 4]  # every conv feeds a BatchNorm: scale-invariant
-    assert resnet['eval']['eff_lr'] == pytest.approx(0.05 / sum(c.double().square().sum().item() for c in convs),
-                                                     rel=1e-6)
-    norm = lambda ts: math.sqrt(sum(t.double().square().sum().item() for t in ts))
+    assert resnet['eval']['eff_lr'] == pytest.approx(0.05 / sq_norm(convs), rel=1e-6)
+    norm = lambda ts: math.sqrt(sq_norm(ts))
     assert resnet['eval']['weight_norm'] == pytest.approx(norm(trainable(state).values()), rel=1e-6)
     # the EMA of the trainable weights only (the frozen last layer would count for about as much again)
     assert resnet['eval']['weight_norm_ema'] == pytest.approx(norm(trainable(resnet['after']['ema']).values()),
@@ -214,7 +219,7 @@ def test_resnet_losses_errors_and_the_regularised_objective(resnet):
                                                                                rel=1e-5)
                 assert resnet['eval'][f'{split}_err{suffix}'] == (logits.argmax(1) != y).double().mean().item()
     # decoupled SGD with momentum m settles where g + (1-m)*wd*w = 0: the objective f + (1-m)*wd/2*||w||^2
-    sq = sum(t.double().square().sum().item() for t in trainable(resnet['after']['model']).values())
+    sq = sq_norm(trainable(resnet['after']['model']).values())
     expected = resnet['eval']['train_loss'] + (1 - 0.9) * 0.1 / 2 * sq
     assert resnet['eval']['reg_objective'] == pytest.approx(expected, rel=1e-6)
 
@@ -237,7 +242,7 @@ def test_resnet_loss_and_gradient_norm_of_the_epochs_step(resnet):
     net = resnet_model(resnet['before']['model']).train()
     loss = F.cross_entropy(net(resnet['x']), resnet['y'])  # the order of the batch changes nothing
     loss.backward()
-    grad_norm = math.sqrt(sum(p.grad.double().square().sum().item() for p in net.parameters() if p.requires_grad))
+    grad_norm = math.sqrt(sq_norm(p.grad for p in net.parameters() if p.requires_grad))
     assert resnet['train']['loss'] == pytest.approx(loss.item(), rel=1e-5)
     assert resnet['train']['grad_norm'] == pytest.approx(grad_norm, rel=1e-5)
 
@@ -248,8 +253,7 @@ def test_resnet_independent_weight_decay_in_the_equilibrium_and_the_objective(re
             '--lr=0.1', '--epochs=1', f'--out_dir={tmp_path}', '--ema_coef=0', '--heldout=True']
     ok(run_script('train_resnet.py', *args))
     (ev,) = [r for r in run_io.read_log(tmp_path / 'log.jsonl') if r.get('eval')]
-    sq = sum(t.double().square().sum().item() for t in trainable(run_io.load_checkpoint(tmp_path / 'ckpt.pt')['model'])
-             .values())
+    sq = sq_norm(trainable(run_io.load_checkpoint(tmp_path / 'ckpt.pt')['model']).values())
     assert ev['angular_update_eq'] == pytest.approx(math.sqrt(2 * 0.1 * 0.01 / 0.1), rel=1e-12)
     assert ev['reg_objective'] == pytest.approx(ev['train_loss'] + 0.01 / (2 * 0.1) * sq, rel=1e-6)
     # heldout: the training images outside the subset, which the net never trained on
