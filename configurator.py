@@ -28,7 +28,7 @@ BOUNDS = dict(
     n_embd='>=1', vocab_multiple='>=1', width='>=1', epochs='>=1', eval_interval='>=1', eval_iters='>=1',
     log_interval='>=1', eval_batch_size='>=1', hessian_n='>=1', hessian_probes='>=1', flow_epochs='>=1',
     max_iters='>=0', warmup_iters='>=0', lr_decay_iters='>=0', n_train='>=0', eval_every='>=0',
-    hessian_every='>=0', flow_every='>=0', ckpt_every='>=0', micro_batch_size='>=0',
+    hessian_every='>=0', flow_every='>=0', ckpt_every='>=0', micro_batch_size='>=0', ckpt_minutes='>=0',
     # optimisation
     learning_rate='>=0', lr='>=0', lr_flow='>=0', min_lr='>=0', weight_decay='>=0', grad_clip='>=0',
     radius='>=0', beta1='[0,1)', beta2='[0,1)', momentum='[0,1)', ema_coef='[0,1)', dropout='[0,1)',

@@ -291,17 +291,15 @@ def reestimate_bn(net, batches):
     variances instead, which misses the spread of the batch means; this is the exact pooled value.
     Needed for an EMA of the weights: its averaged weights do not match any running statistics."""
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    stats = {bn: [0, 0.0, 0.0] for bn in bns}  # count, mean, sum of squared deviations (float64)
+    # Each hook only records its batch's mean and variance on the device (one kernel, no host sync); the
+    # pooled statistics are combined once at the end. On a GPU the pass is then bound by the forward.
+    stats = {bn: [] for bn in bns}  # [(count, mean, biased variance)] per batch
 
-    def accumulate(bn, inputs):  # Chan et al.'s pooled mean and variance, batch by batch
-        x = inputs[0].float()
-        var_b, mean_b = torch.var_mean(x, dim=[0, 2, 3], unbiased=False)
-        n_b = x.numel() // x.shape[1]
-        n, mean, m2 = stats[bn]
-        delta = mean_b.double() - mean
-        total = n + n_b
-        stats[bn] = [total, mean + delta * n_b / total, m2 + var_b.double() * n_b + delta ** 2 * n * n_b / total]
-    hooks = [bn.register_forward_pre_hook(accumulate) for bn in bns]
+    def record(bn, inputs):
+        x = inputs[0]
+        var_b, mean_b = torch.var_mean(x.float(), dim=[0, 2, 3], unbiased=False)
+        stats[bn].append((x.numel() // x.shape[1], mean_b, var_b))
+    hooks = [bn.register_forward_pre_hook(record) for bn in bns]
     was_training = net.training
     net.train()  # each layer sees its input normalised by batch statistics, as in training
     try:
@@ -311,8 +309,13 @@ def reestimate_bn(net, batches):
         for h in hooks:
             h.remove()
         net.train(was_training)
-    for bn, (n, mean, m2) in stats.items():
-        if n > 1:
+    for bn, per_batch in stats.items():
+        n = sum(count for count, _, _ in per_batch)
+        if n > 1:  # pooled: the spread within the batches plus the spread of the batch means
+            counts = torch.tensor([c for c, _, _ in per_batch], dtype=torch.float64).to(bn.running_mean.device)
+            means, variances = (torch.stack([b[k] for b in per_batch]).double() for k in (1, 2))
+            mean = (counts[:, None] * means).sum(0) / n
+            m2 = (counts[:, None] * (variances + (means - mean) ** 2)).sum(0)
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(m2 / (n - 1))
 

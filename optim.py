@@ -21,6 +21,7 @@ passing them as alpha=/value= (which compiled code reads back to the host): a co
 neither copies to the device nor waits for it.
 """
 import bisect
+import contextlib
 import copy
 import math
 
@@ -370,6 +371,19 @@ class EMA:
         buffers = list(model.buffers())
         if buffers:
             torch._foreach_copy_(list(self.model.buffers()), buffers)
+
+    @contextlib.contextmanager
+    @torch.no_grad()
+    def swapped_into(self, model):
+        """Inside the with block, model holds the EMA's weights and buffers; after it, its own again
+        (bit for bit). The EMA is then evaluated by model's compiled code: no second compilation."""
+        own = [*model.parameters(), *model.buffers()]
+        kept = [t.clone() for t in own]
+        torch._foreach_copy_(own, [*self.model.parameters(), *self.model.buffers()])
+        try:
+            yield model
+        finally:
+            torch._foreach_copy_(own, kept)
 
     def state_dict(self):
         return self.model.state_dict()

@@ -130,13 +130,21 @@ def start_message(checkpoint, config, resumed, ignore=('init_from', 'out_dir', '
 # -----------------------------------------------------------------------------
 # RNG states and processes
 
+# The device this process trains on. Every collective below puts its tensor there: NCCL serves CUDA
+# tensors only, so a flag built on the CPU would crash a GPU run, while gloo (the CPU tests' backend)
+# serves both and would hide the mistake. start_processes sets it; no caller passes a device.
+run_device = 'cpu'
+
+
 def start_processes(device):
     """(rank, world_size, device) of this process. Under torchrun (DDP) each process joins the group
     and takes its own GPU; otherwise (0, 1, device)."""
+    global run_device
+    run_device = device
     if 'RANK' not in os.environ:
         return 0, 1, device
     if device.startswith('cuda'):
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        device = run_device = f"cuda:{os.environ['LOCAL_RANK']}"
         torch.cuda.set_device(device)
     dist.init_process_group(backend='nccl' if device.startswith('cuda') else 'gloo')
     return dist.get_rank(), dist.get_world_size(), device
@@ -161,13 +169,22 @@ def set_rng_states(states, device, rank=0):
         torch.cuda.set_rng_state(state['cuda'], device)  # the generator of the device in use
 
 
-def any_process(flag, device):
-    """True if flag is true on any process (a collective under DDP: every process must call it)."""
+def any_process(flag):
+    """True if flag (a bool, or a 0-d tensor: read once, after the collective) is true on any process.
+    A collective under DDP: every process must call it."""
     if not dist.is_initialized():
         return bool(flag)
-    t = torch.tensor(float(flag), device=device)
+    t = (flag.float() if torch.is_tensor(flag) else torch.tensor(float(flag))).to(run_device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def mean_over_processes(t):
+    """The mean of a tensor over all processes (itself without DDP); a collective under DDP."""
+    if dist.is_initialized():
+        t = t.to(run_device)
+        dist.all_reduce(t, op=dist.ReduceOp.AVG)
+    return t
 
 
 def end_processes(status=None):
@@ -299,8 +316,8 @@ def stop_diverged(log_path, record, where, master=True):
 def stop_if_diverged(losses, last_iter, log_path, line_at, master=True):
     """Stop (exit 1) at the first non-finite loss among the last len(losses) iterations, which end at
     last_iter, on any process: log line_at(that iteration) with a null loss. One host sync; a collective."""
-    bad = ~torch.isfinite(torch.stack(losses)) if losses else torch.zeros(0, dtype=torch.bool)
-    if any_process(bad.any().item(), bad.device):
+    bad = ~torch.isfinite(torch.stack(losses)) if losses else None
+    if any_process(bad.any() if losses else False):
         bad_iter = last_iter - len(losses) + 1 + (int(bad.int().argmax()) if bad.any() else 0)
         stop_diverged(log_path, {**line_at(bad_iter), 'loss': float('nan')},
                       f"the loss is not finite at iteration {bad_iter:,}", master)
@@ -396,12 +413,12 @@ class GracefulStop:
         os.write(2, f"\n{name}: stopping after this step, with a checkpoint (send it again to stop "
                     f"at once)\n".encode())
 
-    def requested(self, device, can_agree=True):
+    def requested(self, can_agree=True):
         """True once a signal arrived. Under DDP the processes agree first (a collective), only at
         points where all of them ask (can_agree), so that they stop at the same step."""
         if not dist.is_initialized():
             return self.signum is not None
-        return can_agree and any_process(self.signum is not None, device)
+        return can_agree and any_process(self.signum is not None)
 
     def exit(self, where=None):
         """Exit 128 + signum, saying where the run stopped (where=None: silently, as a DDP worker)."""

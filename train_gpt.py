@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import optim
@@ -33,8 +32,10 @@ from prepare_data import open_text_dataset
 # I/O
 out_dir = ''  # '' means out/<a name built from the overrides>
 eval_interval = 200  # the authors' value
-eval_iters = 125  # batches per split per eval: the authors' 1,000 sequences at batch 8
+eval_iters = 125  # batches of batch_size per split per eval: the authors' 1,000 sequences at batch 8
+eval_batch_size = 64  # sequences per eval forward pass (the same sequences, fewer and larger batches)
 log_interval = 10
+ckpt_minutes = 10.0  # write ckpt.pt after every this many minutes of training (a crash loses at most that)
 ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many iterations (an eval each), to fine-tune from
 init_from = 'scratch'  # 'scratch', 'resume' (out_dir/ckpt.pt), or a ckpt.pt path to fine-tune from
 # data
@@ -136,8 +137,8 @@ def next_batch():
     return (state, *get_batch('train', ix.view(-1, micro_batch)[rank * accum_steps:(rank + 1) * accum_steps]))
 
 
-eval_gen = torch.Generator().manual_seed(seed + 1)  # the same eval batches at every eval
-eval_batches = {s: get_batch(s, torch.randint(n_tokens[s] - block_size, (eval_iters, batch_size),
+eval_gen = torch.Generator().manual_seed(seed + 1)  # the same eval sequences at every eval
+eval_batches = {s: get_batch(s, torch.randint(n_tokens[s] - block_size, (eval_iters * batch_size,),
                                               generator=eval_gen)) for s in ('train', 'val')}
 
 # -----------------------------------------------------------------------------
@@ -194,7 +195,7 @@ lr_at = (lambda it: optim.cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_
 raw_model = model  # without the compile and DDP wrappers: what is saved and averaged
 if use_compile:
     print0("compiling the model and the optimizer step (about a minute)")
-    model = torch.compile(model)
+    model = torch.compile(model, dynamic=False)  # static shapes: one graph per batch size, none symbolic
     opt.compile()  # the update fused into one pass over the parameters (optim.py)
 train_model = model if not ddp else DDP(model, device_ids=[device] if device_type == 'cuda' else None)
 peak_flops = None  # the dense bf16 tensor-core peak, for MFU; unknown elsewhere
@@ -208,23 +209,33 @@ flops_per_iter = raw_model.flops_per_token(block_size) * tokens_per_iter
 
 @torch.no_grad()
 def evaluate(net):
-    """Mean loss and next-token error (top-1, a fraction) of net over the fixed train and val batches."""
+    """Mean loss and next-token error (top-1, a fraction) of net over the fixed train and val sequences."""
     net.eval()
     out = {}
     for split, (x, y) in eval_batches.items():
-        losses, wrong = torch.zeros((), device=device), torch.zeros((), device=device)
-        for k in range(eval_iters):
+        loss_sum, wrong = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+        for xb, yb in zip(x.split(eval_batch_size), y.split(eval_batch_size)):
             with autocast:
-                logits, loss = net(x[k], y[k])
-            losses += loss.float()
-            wrong += (logits.argmax(-1) != y[k]).float().mean()
-        out[f'{split}_loss'], out[f'{split}_err'] = (losses / eval_iters).item(), (wrong / eval_iters).item()
+                logits, loss = net(xb, yb)
+            loss_sum += loss.float() * len(xb)  # the batch's mean over its tokens, weighted by its size
+            wrong += (logits.argmax(-1) != yb).sum()
+        out[f'{split}_loss'], out[f'{split}_err'] = (loss_sum / len(x)).item(), (wrong / y.numel()).item()
     net.train()
     return out
 
 
-def eval_at(it):  # an eval and a checkpoint: every eval_interval, at the end, and at every kept snapshot
+def eval_at(it):  # every eval_interval, at the end, and at every kept snapshot
     return it % eval_interval == 0 or it == max_iters or (ckpt_every > 0 and it % ckpt_every == 0)
+
+
+def checkpoint_at(it):
+    """At the start and the end, at every kept snapshot, and at the first log line after ckpt_minutes of
+    training: the writes stay a small share of a long run, and a crash loses at most ckpt_minutes of it."""
+    if resumed and it == start_iter:  # the checkpoint this run resumed from
+        return False
+    if it in (start_iter, max_iters) or (ckpt_every > 0 and it % ckpt_every == 0):
+        return True
+    return it % log_interval == 0 and run_io.any_process(time.perf_counter() - saved_at > 60 * ckpt_minutes)
 
 
 def line_at(it):
@@ -247,7 +258,7 @@ def weight_decay_metrics():
 
 def save_checkpoint():
     """Everything a resumed run needs to continue exactly (a collective under DDP)."""
-    global saved_iter
+    global saved_iter, saved_at
     rngs = run_io.rng_states(device)
     snapshot = ckpt_every > 0 and iter_num > 0 and iter_num % ckpt_every == 0  # kept as ckpt_ITER.pt too
     if master:
@@ -257,30 +268,34 @@ def save_checkpoint():
             scaler=scaler.state_dict(), iter=iter_num, config=config, model_args=model_args,
             clipped=clipped, pending_losses=losses, rng=rngs, sampler=batch_state), ckpt_path, log=log_path,
             keep=Path(out_dir) / f'ckpt_{iter_num}.pt' if snapshot else None)
-    saved_iter = iter_num
+    saved_iter, saved_at = iter_num, time.perf_counter()
 
 
 # -----------------------------------------------------------------------------
 # the loop: batch, forward, backward, clip, step (weight decay acts inside), EMA, log, eval
 
-stop, saved_iter = run_io.GracefulStop(), None  # SIGINT / SIGTERM: finish the step, checkpoint, exit
+stop = run_io.GracefulStop()  # SIGINT / SIGTERM: finish the step, checkpoint, exit
 batch_state, X, Y = next_batch()
 angles, angle_lr = None, None  # the angle each decayed tensor turned in the last step before an eval
-t_start = t_log = time.perf_counter()
-eval_time = 0.0  # seconds of evals since the last log line, not counted in ms_per_iter
+t_start = t_log = saved_at = time.perf_counter()
+saved_iter, iter_log = None, iter_num  # the last checkpoint's iteration; the last log line's
+paused = 0.0  # seconds of evals and checkpoints since the last log line, not counted in ms_per_iter
 while True:
     lr = lr_at(iter_num)
     for g in opt.param_groups:
         g['lr'] = lr
 
-    # evaluate the model and its EMA on fixed batches, log, checkpoint (not again right after a resume)
+    # evaluate the model and its EMA on fixed sequences and log (not again right after a resume)
+    t0 = time.perf_counter()
     if eval_at(iter_num) and not (resumed and iter_num == start_iter):
-        t0 = time.perf_counter()
         run_io.stop_if_diverged(pending_losses, iter_num, log_path, line_at, master)  # exit 1 if it did
         if master:
             ema.copy_buffers(raw_model)  # buffers are copied, not averaged, when the EMA is used
-            record = dict(**line_at(iter_num), eval=True, **evaluate(model),
-                          **{f'{k}_ema': v for k, v in evaluate(ema.model).items()}, **weight_decay_metrics())
+            record = dict(**line_at(iter_num), eval=True, **evaluate(model))
+            # the EMA's weights go through the same (compiled) model, and the model's come back after
+            with ema.swapped_into(raw_model):
+                record.update({f'{k}_ema': v for k, v in evaluate(model).items()})
+            record.update(weight_decay_metrics(), eval_s=time.perf_counter() - t0)
             record['diverged'] = not np.isfinite([record['train_loss'], record['val_loss']]).all()
             run_io.append_log(log_path, record)
             angle = '' if not angles else f" | angle {record['angular_update']:.2e}" + (
@@ -288,14 +303,15 @@ while True:
             print(f"=== eval iter {iter_num:>6} | train {record['train_loss']:.4f} | "
                   f"val {record['val_loss']:.4f} ({100 * record['val_err']:.1f}% err) | "
                   f"ema val {record['val_loss_ema']:.4f}{angle} ===")
-        if run_io.any_process(master and record['diverged'], device):
+        if run_io.any_process(master and record['diverged']):
             run_io.stop_diverged(log_path, None, f"the eval loss is not finite at iteration {iter_num:,}",
                                  master)
+    if checkpoint_at(iter_num):
         save_checkpoint()
-        eval_time += time.perf_counter() - t0
+    paused += time.perf_counter() - t0
     if iter_num >= max_iters:
         break
-    if stop.requested(device, can_agree=iter_num % log_interval == 0):  # under DDP: at a log line
+    if stop.requested(can_agree=iter_num % log_interval == 0):  # under DDP: at a log line
         if saved_iter != iter_num:
             save_checkpoint()
         stop.exit(f"checkpoint at iteration {iter_num:,} in {ckpt_path}" if master else None)
@@ -334,11 +350,11 @@ while True:
     # log the mean loss since the last line (the loop's one host sync), speed and ETA
     if log_now:
         run_io.stop_if_diverged(pending_losses, iter_num, log_path, line_at, master)
-        loss_mean = torch.stack(pending_losses).mean()
-        if ddp:  # the mean over all processes' micro-batches
-            dist.all_reduce(loss_mean, op=dist.ReduceOp.AVG)
+        loss_mean = run_io.mean_over_processes(torch.stack(pending_losses).mean())  # all micro-batches
         if master:
-            dt = (time.perf_counter() - t_log - eval_time) / len(pending_losses)
+            # the iterations since the last log line of this process: a resumed run's first line also
+            # holds losses of iterations run before the stop, which took none of this time
+            dt = (time.perf_counter() - t_log - paused) / (iter_num - iter_log)
             eta = (time.perf_counter() - t_start) / (iter_num - start_iter) * (max_iters - iter_num)
             record = dict(**line_at(iter_num), loss=loss_mean.item(), grad_norm=grad_norm.item(),
                           weight_norm=optim.weight_norms(raw_model.parameters())[0],
@@ -354,7 +370,7 @@ while True:
                   f"|g| {record['grad_norm']:6.3f} | |w| {record['weight_norm']:7.1f} | "
                   f"{record['tokens_per_s'] / 1e3:6.1f}k tok/s | {record['ms_per_iter']:6.0f} ms/it{mfu} | "
                   f"eta {run_io.format_duration(eta)}")
-        pending_losses, t_log, eval_time = [], time.perf_counter(), 0.0
+        pending_losses, t_log, iter_log, paused = [], time.perf_counter(), iter_num, 0.0
 
 print0(f"done: {iter_num:,} iterations in {run_io.format_duration(time.perf_counter() - t_start)}; "
        f"{ckpt_path}")

@@ -11,7 +11,7 @@ EMA of the iterates, the weight norm, the effective LR and optionally the trace 
     python train_resnet.py config/resnet_cpu_demo.py --init_from=resume  # continue a run exactly
 
 Writes out/RUN/config.json, log.jsonl (a line per epoch and per eval; docs/log_format.md) and
-ckpt.pt (at every eval). Errors are fractions in the log, percentages on the terminal. Exit status:
+ckpt.pt (every ckpt_minutes and at the end). Errors are fractions in the log, percentages on the terminal. Exit status:
 0 done, 1 the loss diverged (logged, last good checkpoint kept), 2 bad input, 130 / 143 stopped
 by SIGINT / SIGTERM after checkpointing its epoch (docs/faults.md).
 """
@@ -60,6 +60,7 @@ lr_flow = 1e-4
 ema_coef = 0.999
 # evaluation (losses are per-sample means over the whole split)
 eval_every = 10  # epochs; the last epoch is always evaluated
+ckpt_minutes = 10.0  # write ckpt.pt after every this many minutes of training (a crash loses at most that)
 ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many epochs (an eval each)
 eval_batch_size = 1000  # large: evaluation is forward-only (inference mode, autocast)
 hessian_every = 0  # > 0: Hutchinson trace of the Hessian every this many epochs (Figures 2, 3)
@@ -319,20 +320,23 @@ def weight_decay_metrics(lr_now, train_loss, decayed_norm, angles):
 
 
 def save_checkpoint(done, it, keep=False):
+    global saved_epoch, saved_at
     run_io.save_checkpoint(dict(
         model=raw_net.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
         ema=ema.state_dict() if ema else None, epoch=done, iter=it, config=config,
         rng=run_io.rng_states(device), gen=gen.get_state()), ckpt_path, log=log_path,
         keep=Path(out_dir) / f'ckpt_{it}.pt' if keep else None)
+    saved_epoch, saved_at = done, time.perf_counter()
 
 
 # -----------------------------------------------------------------------------
-# the loop: an epoch of SGD, a training line; every eval_every epochs an eval line and a checkpoint
+# the loop: an epoch of SGD, a training line; every eval_every epochs an eval line; checkpoints
 
 stop = run_io.GracefulStop()  # SIGINT / SIGTERM finish the epoch, checkpoint it, exit
 print(f"\n{'epoch':>6} {'loss':>8} {'train err':>10} {'test err':>9} {'ema err':>8} {'|w|':>9} "
       f"{'lr':>8} {'img/s':>7} {'eta':>7}")
 t_start, pct = time.perf_counter(), lambda v: f"{100 * v:.2f}%"
+saved_epoch, saved_at = start_epoch, t_start
 for epoch in range(start_epoch, epochs):
     done, it = epoch + 1, (epoch + 1) * iters_per_epoch
     lr_now = optim.step_lr(epoch, lr, lr_flow, first_decay, epochs)  # exactly lr_flow from the drop on
@@ -373,7 +377,8 @@ for epoch in range(start_epoch, epochs):
             ev['bn_s'] = time.perf_counter() - t_bn
             ev['weight_norm_ema'] = optim.weight_norms(  # the EMA of the trainable weights only
                 [e for e, p in zip(ema.model.parameters(), raw_net.parameters()) if p.requires_grad])[0]
-            ev.update(evaluate(ema.model, suffix='_ema'))
+            with ema.swapped_into(raw_net):  # evaluated by the same (compiled) net, whose weights come back
+                ev.update(evaluate(net, suffix='_ema'))
         ev['eval_s'] = time.perf_counter() - t_eval  # both nets on both splits, BN re-estimation included
         if due(hessian_every):
             ev.update(trace_of(raw_net, epoch))
@@ -381,6 +386,8 @@ for epoch in range(start_epoch, epochs):
             ev.update(flow(epoch))
         run_io.append_log(log_path, ev)
         errs = (pct(ev['train_err']), pct(ev['test_err']), pct(ev['test_err_ema']) if ema else '-')
+    # a checkpoint at the end, at every kept snapshot and after every ckpt_minutes of training
+    if done == epochs or due(ckpt_every) or time.perf_counter() - saved_at > 60 * ckpt_minutes:
         save_checkpoint(done, it, keep=due(ckpt_every))
 
     eta = run_io.format_duration((time.perf_counter() - t_start) / (done - start_epoch) * (epochs - done))
@@ -391,8 +398,8 @@ for epoch in range(start_epoch, epochs):
                                              'trace_hessian') if ev.get(k) is not None]
         extra += [f"flow_test_err {pct(ev['flow_test_err'])}"] if 'flow_test_err' in ev else []
         print(f"{'':>6} eval: " + ' | '.join(extra))
-    if stop.requested(device) and done < epochs:
-        if not do_eval:  # an eval epoch has just saved its checkpoint
+    if stop.requested() and done < epochs:
+        if saved_epoch != done:
             save_checkpoint(done, it)
         stop.exit(f"checkpoint after epoch {done} in {ckpt_path}")
 print(f"log: {log_path}")

@@ -81,3 +81,65 @@ def run_script(script, *args):
         torch.set_num_threads(threads)
         os.chdir(cwd)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
+class HostReads:
+    """Counts, while active, every read of a tensor's value back to Python: .item(), bool(), int() and
+    float() of a tensor (each one aten._local_scalar_dense), and .tolist() and .cpu() (.numpy() needs a
+    tensor on the CPU already). On a GPU each of them waits for the device to finish its queue: one in
+    the hot loop costs every step.
+
+    `per_step` gets, at the end of every optimizer step (of the classes given), the reads since the
+    end of the previous one: entry k covers the end of iteration k-1 (logging), the start of iteration k
+    (evaluation, checkpoint) and its forward, backward and step."""
+
+    def __init__(self, monkeypatch, *optimizer_classes):
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+        self.count, self.per_step, self.active, counter = 0, [], False, self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func is torch.ops.aten._local_scalar_dense.default and counter.active:
+                    counter.count += 1
+                return func(*args, **(kwargs or {}))
+        self.mode = Mode()
+        for name in ('tolist', 'cpu'):
+            monkeypatch.setattr(torch.Tensor, name, self._counted(getattr(torch.Tensor, name)))
+        for cls in optimizer_classes:
+            monkeypatch.setattr(cls, 'step', self._marked(cls.step))
+
+    def _counted(self, method):
+        def counted(tensor, *args, **kwargs):
+            self.count += self.active
+            return method(tensor, *args, **kwargs)
+        return counted
+
+    def _marked(self, step):
+        def marked(optimizer, *args, **kwargs):
+            out = step(optimizer, *args, **kwargs)
+            self.per_step.append(self.count - sum(self.per_step))
+            return out
+        return marked
+
+    def __enter__(self):
+        self.active = True
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.active = False
+        return self.mode.__exit__(*exc)
+
+
+def torch_scaler_reads_per_step(monkeypatch):
+    """The host reads of one float16 step of torch's own GradScaler (its check for overflowed gradients):
+    what a float16 step may read besides nothing."""
+    import torch
+    p = torch.nn.Parameter(torch.ones(4))
+    opt, scaler = torch.optim.SGD([p], lr=0.1), torch.amp.GradScaler('cpu')
+    with HostReads(monkeypatch) as reads:
+        scaler.scale(p.sum()).backward()
+        scaler.step(opt)
+        scaler.update()
+    return reads.count

@@ -98,3 +98,50 @@ def test_a_run_folder_that_cannot_take_the_run_is_one_line(tmp_path, capsys, sta
         run_io.check_run_dir(out, init_from)
     err = capsys.readouterr().err
     assert info.value.code == 2 and fragment in err and err.count('\n') == 1
+
+
+class Collective(Exception):
+    pass
+
+
+def test_every_collective_takes_its_tensor_on_the_device_the_run_trains_on(monkeypatch, tmp_path):
+    # NCCL serves CUDA tensors only; gloo, the CPU tests' backend, serves any. A flag built on the CPU of a
+    # GPU run passes every CPU test and crashes the first GPU run at its first collective. Here the run's
+    # device is 'meta', standing for the GPU: a collective handed a tensor anywhere else is that bug.
+    import torch.distributed as dist
+    dist.init_process_group('gloo', store=dist.FileStore(str(tmp_path / 'store'), 1), rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(run_io, 'run_device', 'meta')
+        devices = []
+
+        def recording(tensor, op=None):
+            devices.append(tensor.device.type)
+            raise Collective  # a meta tensor holds no value to read back: stop here
+        monkeypatch.setattr(dist, 'all_reduce', recording)
+        line_at = lambda it: {'iter': it}
+        stop = run_io.GracefulStop()
+        calls = {
+            'any_process(bool)': lambda: run_io.any_process(True),
+            'any_process(tensor)': lambda: run_io.any_process(torch.ones((), dtype=torch.bool)),
+            'stop_if_diverged, nothing pending (every eval)': lambda: run_io.stop_if_diverged(
+                [], 10, tmp_path / 'log.jsonl', line_at),
+            'stop_if_diverged, losses': lambda: run_io.stop_if_diverged(
+                [torch.ones((), device='meta')], 10, tmp_path / 'log.jsonl', line_at),
+            'GracefulStop.requested': lambda: stop.requested(),
+            'mean_over_processes': lambda: run_io.mean_over_processes(torch.ones(())),
+        }
+        for name, call in calls.items():
+            with pytest.raises(Collective):
+                call()
+            assert devices[-1] == 'meta', name
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_training_scripts_make_their_collectives_through_run_io():
+    # what the test above checks is then every collective the scripts make, besides DDP's own gradients
+    from pathlib import Path
+    root = Path(run_io.__file__).parent
+    for script in ('train_gpt.py', 'train_resnet.py'):
+        text = (root / script).read_text()
+        assert 'torch.distributed' not in text and 'dist.' not in text, script

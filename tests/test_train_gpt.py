@@ -5,26 +5,28 @@ import runpy
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+import optim
 import run_io
-from conftest import run_script
+from conftest import HostReads, run_script, torch_scaler_reads_per_step
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--dataset=shakespeare_char', '--device=cpu', '--n_layer=2', '--n_head=2', '--n_embd=32',
         '--block_size=32', '--batch_size=4', '--gradient_accumulation_steps=2', '--eval_iters=4',
         '--vocab_multiple=1', '--warmup_iters=5']
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # tiny models: one thread is faster, above all on a busy CPU
-TIMING = ('ms_per_iter', 'tokens_per_s', 'mfu')
+TIMING = ('ms_per_iter', 'tokens_per_s', 'mfu', 'eval_s')
 TRAIN_KEYS = {'iter', 'lr', 'wd', 'tokens', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'clipped',
               'ms_per_iter', 'tokens_per_s'}
 EVAL_KEYS = {'iter', 'lr', 'wd', 'tokens', 'eval', 'train_loss', 'val_loss', 'train_loss_ema', 'val_loss_ema',
              'train_err', 'val_err', 'train_err_ema', 'val_err_ema', 'adam_elr', 'adam_elr_all', 'angular_update',
              'angular_update_p10', 'angular_update_p90', 'angular_update_eq', 'weight_norm', 'decayed_norm',
-             'diverged'}
+             'diverged', 'eval_s'}
 _cache = {}
 
 
@@ -230,10 +232,12 @@ def test_every_paper_config_is_accepted(tmp_path, monkeypatch, capsys, config_fi
 
 @pytest.mark.slow
 def test_compiled_run_matches_eager_and_compiles_train_and_eval_once(char_data, tmp_path):
-    # the GPU path on a CPU: compiled model and optimizer step, evals in between that must not recompile
-    args = ['--max_iters=20', '--eval_interval=5', '--log_interval=5', '--weight_decay=0.1']
+    # the GPU path on a CPU: compiled model and optimizer step, evals in between that must not recompile,
+    # the first one (16 sequences a batch) before training (micro-batches of 8, larger than batch_size)
+    args = ['--max_iters=20', '--eval_interval=5', '--log_interval=5', '--weight_decay=0.1',
+            '--micro_batch_size=8', '--eval_batch_size=16']
     eager = ok(train(char_data, tmp_path / 'eager', *args, '--compile=False'))
-    env = {**ENV, 'TORCH_LOGS': 'recompiles,graph_breaks'}
+    env = {**ENV, 'TORCH_LOGS': 'recompiles,graph_breaks,dynamic'}
     compiled = subprocess.run([sys.executable, str(ROOT / 'train_gpt.py'), *TINY, f'--data_dir={char_data}',
                                f'--out_dir={tmp_path / "compiled"}', *args, '--compile=True'],
                               cwd=ROOT, capture_output=True, text=True, env=env)
@@ -242,6 +246,8 @@ def test_compiled_run_matches_eager_and_compiles_train_and_eval_once(char_data, 
     # one graph more for eval (no_grad) and one for the second parameter group; nothing after that
     assert compiled.stderr.count('Recompiling function forward') == 1, compiled.stderr[-3000:]
     assert compiled.stderr.count('Recompiling function adamw_update') == 1, compiled.stderr[-3000:]
+    # static shapes: a second batch size is a second graph, never one graph with a symbolic batch size
+    assert 'create_symbol' not in compiled.stderr, compiled.stderr[-3000:]
     a, b = log_without_timing(tmp_path / 'eager'), log_without_timing(tmp_path / 'compiled')
     assert len(a) == len(b) == 9
     for ra, rb in zip(a, b):
@@ -312,3 +318,62 @@ def test_cautious_weight_decay_is_accepted_and_has_no_equilibrium_prediction(cha
              '--wd_mode=cautious'))
     last = [r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if r.get('eval')][-1]
     assert last['angular_update'] > 0 and last['angular_update_eq'] is None
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16', 'float16'])
+def test_iterations_that_neither_log_nor_evaluate_read_nothing_back_from_the_device(
+        char_data, tmp_path, monkeypatch, dtype):
+    # on a GPU a read of a device value (.item(), bool(), .tolist(), ...) waits for the whole queue: one
+    # per step leaves the GPU idle between steps. Logging and evaluation may read; nothing else may.
+    expected = torch_scaler_reads_per_step(monkeypatch) if dtype == 'float16' else 0
+    with HostReads(monkeypatch, optim.AdamW) as reads:
+        ok(train(char_data, tmp_path / 'run', '--max_iters=18', '--log_interval=6', '--eval_interval=6',
+                 '--weight_decay=0.1', f'--dtype={dtype}'))
+    assert len(reads.per_step) == 18
+    # entry k: the end of iteration k-1 (a log line after it when k % 6 == 0), the start of iteration k
+    # (an eval at k % 6 == 0) and its forward, backward and step
+    quiet = [n for k, n in enumerate(reads.per_step) if k % 6 != 0]
+    assert quiet == [expected] * len(quiet), reads.per_step
+    assert all(n > expected for n in reads.per_step[6::6]), reads.per_step  # the log lines' reads are seen
+
+
+def test_checkpoints_have_their_own_cadence_not_the_evals(char_data, tmp_path, monkeypatch):
+    saved = []
+    save = run_io.save_checkpoint
+    monkeypatch.setattr(run_io, 'save_checkpoint', lambda ckpt, *a, **k: (saved.append(ckpt['iter']),
+                                                                             save(ckpt, *a, **k)))
+    args = ['--max_iters=24', '--eval_interval=4', '--log_interval=4']
+    ok(train(char_data, tmp_path / 'a', *args))  # the default: every 10 minutes, far beyond this run
+    assert saved == [0, 24]
+    saved.clear()
+    ok(train(char_data, tmp_path / 'b', *args, '--ckpt_minutes=0', '--ckpt_every=10'))  # every log line
+    assert saved == [0, 4, 8, 10, 12, 16, 20, 24]
+    assert sorted(p.name for p in (tmp_path / 'b').glob('ckpt_*.pt')) == ['ckpt_10.pt', 'ckpt_20.pt']
+    saved.clear()
+    ok(train(char_data, tmp_path / 'a', *args[1:], '--max_iters=30', '--init_from=resume'))
+    assert saved == [30]  # not again at the iteration it resumed from
+
+
+def test_eval_batches_of_any_size_give_the_same_losses(char_data, tmp_path):
+    results = []
+    for size in (16, 3):  # 3 leaves a last, smaller batch of 2 of the 32 sequences
+        ok(train(char_data, tmp_path / f'b{size}', '--max_iters=0', '--eval_iters=8', f'--eval_batch_size={size}'))
+        results.append(run_io.read_log(tmp_path / f'b{size}' / 'log.jsonl')[0])
+    for key in ('train_loss', 'val_loss', 'train_err', 'val_err', 'val_loss_ema'):
+        assert results[0][key] == pytest.approx(results[1][key], rel=1e-6), key
+
+
+def test_speed_on_the_first_log_line_after_a_resume_counts_only_the_iterations_it_timed(
+        char_data, tmp_path, monkeypatch):
+    # a clock that moves one second per optimizer step and never otherwise: every line must say 1000 ms
+    clock = [0.0]
+    step = optim.AdamW.step
+    monkeypatch.setattr(optim.AdamW, 'step', lambda *a, **k: (clock.__setitem__(0, clock[0] + 1), step(*a, **k))[1])
+    monkeypatch.setattr(time, 'perf_counter', lambda: clock[0])
+    args = ['--log_interval=4', '--eval_interval=100']
+    ok(train(char_data, tmp_path / 'run', *args, '--max_iters=10'))  # stops between log lines, at 10
+    ok(train(char_data, tmp_path / 'run', *args, '--max_iters=20', '--init_from=resume'))
+    lines = [r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if not r.get('eval')]
+    assert [r['iter'] for r in lines] == [4, 8, 12, 16, 20]
+    assert [r['ms_per_iter'] for r in lines] == [1000.0] * 5
+    assert lines[2]['tokens_per_s'] == 2 * 4 * 32  # one iteration of 8 sequences of 32 tokens a second

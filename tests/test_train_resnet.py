@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import optim
 import run_io
-from conftest import run_script
+from conftest import HostReads, run_script, torch_scaler_reads_per_step
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--width=4', '--n_train=200', '--batch_size=50', '--eval_batch_size=500', '--device=cpu',
@@ -203,3 +204,19 @@ def test_snapshots_projection_schedule_and_cautious_decay(cifar_dir, tmp_path):
     train(*common, f'--out_dir={tmp_path}/cautious', '--wd_mode=cautious', '--momentum=0.9')
     (last,) = lines(tmp_path / 'cautious', True)
     assert last['angular_update'] > 0 and last['angular_update_eq'] is None and last['reg_objective'] is not None
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16', 'float16'])
+def test_steps_inside_an_epoch_read_nothing_back_from_the_device(cifar_dir, tmp_path, monkeypatch, dtype):
+    # on a GPU a read of a device value (.item(), bool(), .tolist(), ...) waits for the whole queue; the
+    # epoch's end may read (its log line, evaluation, checkpoint), its steps may not
+    expected = torch_scaler_reads_per_step(monkeypatch) if dtype == 'float16' else 0
+    with HostReads(monkeypatch, optim.SGD) as reads:
+        train(*[a for a in TINY if not a.startswith('--dtype')], f'--dtype={dtype}', f'--data_dir={cifar_dir}',
+              f'--out_dir={tmp_path / "run"}', '--epochs=3', '--eval_every=2', '--momentum=0.9', '--augment=True')
+    per_epoch = 200 // 50
+    assert len(reads.per_step) == 3 * per_epoch
+    # entry k: the end of step k-1 and step k itself; an epoch's end lies in the entries at k % per_epoch == 0
+    quiet = [n for k, n in enumerate(reads.per_step) if k % per_epoch != 0]
+    assert quiet == [expected] * len(quiet), reads.per_step
+    assert all(n > expected for n in reads.per_step[per_epoch::per_epoch]), reads.per_step
