@@ -383,18 +383,30 @@ class EMA:
 
 class GradScaler(torch.amp.GradScaler):
     """torch's GradScaler, counting the steps it skips. A float16 step whose gradients overflowed
-    is skipped and the scale halved: part of float16 training, not a divergence. `skipped` is
-    checkpointed with the scale. (get_scale syncs, but float16's scaler.step syncs anyway.)"""
+    is skipped and the scale halved: part of float16 training, not a divergence. The count stays
+    on the device, so counting adds no wait to torch's own (scaler.step reads found_inf to decide
+    whether to step); `skipped` reads it back, for log lines. It is checkpointed with the scale."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.skipped = 0
+        # a Python int until the first update, then a 0-d tensor on the scale's device
+        self._skipped = 0
 
     def update(self, new_scale=None):
-        before = self.get_scale() if self.is_enabled() and new_scale is None else None
+        # The found_inf tensors scaler.step recorded for this iteration, one per optimizer and
+        # device: non-zero where the gradients overflowed and that optimizer did not step.
+        # super().update() clears them (and adds them up in place), so they are counted first.
+        found = [found_inf for state in self._per_optimizer_states.values()
+                 for found_inf in state['found_inf_per_device'].values()]
+        if self.is_enabled() and found:
+            overflowed = sum(f.to(self._scale.device, non_blocking=True) for f in found) > 0
+            self._skipped = self._skipped + overflowed.long()
         super().update(new_scale)
-        if before is not None and self.get_scale() < before:  # backed off: this step found inf/nan
-            self.skipped += 1
+
+    @property
+    def skipped(self):
+        """Steps skipped so far. A tensor's .item() waits for the device: call it at log lines."""
+        return self._skipped.item() if torch.is_tensor(self._skipped) else self._skipped
 
     def state_dict(self):
         state = super().state_dict()
@@ -402,7 +414,7 @@ class GradScaler(torch.amp.GradScaler):
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
-        self.skipped = state_dict.get('skipped', 0) if self.is_enabled() else 0
+        self._skipped = state_dict.get('skipped', 0) if self.is_enabled() else 0
 
 
 # -----------------------------------------------------------------------------

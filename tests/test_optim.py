@@ -524,6 +524,71 @@ def test_equilibrium_angle_and_timescale_formulas():
 
 
 # -----------------------------------------------------------------------------
+# float16 loss scaling
+
+def host_reads(fn):
+    """How many times fn() reads a tensor's value back to the host: .item(), bool(t) and int(t) are
+    each one aten._local_scalar_dense, which on a GPU waits for the device to catch up."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    reads = []
+
+    class CountReads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                reads.append(func)
+            return func(*args, **(kwargs or {}))
+    with CountReads():
+        fn()
+    return len(reads)
+
+
+GOOD_GRAD = torch.tensor([1.0, 2.0, 3.0, 4.0])
+INF_GRAD = torch.tensor([1.0, math.inf, 3.0, 4.0])
+
+
+def scaled_step(scaler, grad):
+    """A parameter of ones given the gradient grad through scaler (loss scaling), and a function
+    that runs scaler.step and scaler.update on it."""
+    p = nn.Parameter(torch.ones(4))
+    opt = torch.optim.SGD([p], lr=0.1)
+    scaler.scale((p * grad).sum()).backward()
+    return p, lambda: (scaler.step(opt), scaler.update())
+
+
+def test_counting_skipped_steps_reads_nothing_back_beyond_torchs_own_grad_scaler():
+    """torch's scaler.step reads found_inf to decide whether to step; counting the skipped steps
+    must add no read of its own (get_scale() is one): a float16 step waits no more than torch's."""
+    reads = {'torch': [], 'ours': []}
+    for name, scaler in [('torch', torch.amp.GradScaler('cpu')), ('ours', optim.GradScaler('cpu'))]:
+        for grad in [GOOD_GRAD, INF_GRAD, GOOD_GRAD, INF_GRAD]:
+            _, step = scaled_step(scaler, grad)
+            reads[name].append(host_reads(step))
+    assert min(reads['torch']) >= 1  # the count sees torch's own read
+    assert reads['ours'] == reads['torch']
+
+
+def test_the_grad_scaler_counts_a_skipped_step_and_keeps_the_count_in_its_checkpoint():
+    scaler = optim.GradScaler('cpu', init_scale=2.0 ** 10)
+    p, step = scaled_step(scaler, GOOD_GRAD)
+    step()
+    assert scaler.skipped == 0 and not torch.equal(p.detach(), torch.ones(4))
+    p, step = scaled_step(scaler, INF_GRAD)
+    step()
+    assert scaler.skipped == 1 and torch.equal(p.detach(), torch.ones(4))  # not stepped
+    assert scaler.get_scale() == 2.0 ** 9  # backed off
+    buf = io.BytesIO()
+    torch.save(scaler.state_dict(), buf)
+    buf.seek(0)
+    resumed = optim.GradScaler('cpu')
+    resumed.load_state_dict(torch.load(buf))
+    assert resumed.skipped == 1 and resumed.get_scale() == 2.0 ** 9
+    for grad in [INF_GRAD, GOOD_GRAD]:
+        _, step = scaled_step(resumed, grad)
+        step()
+    assert resumed.skipped == 2 and resumed.state_dict()['skipped'] == 2
+
+
+# -----------------------------------------------------------------------------
 # the compiled step (opt.compile()): the same update fused by torch.compile
 
 def compiled_graphs(make_opt, base_lr, wd):
