@@ -105,8 +105,13 @@ class _Optimizer(torch.optim.Optimizer):
 
 
 # -----------------------------------------------------------------------------
-# the updates: in place, over lists of tensors of one parameter group. lr, decay and the bias
-# corrections are Python floats in eager mode and 0-d tensors on the device when compiled.
+# the updates: in place, over lists of tensors of one parameter group
+#
+# SGD.step and AdamW.step call these with keyword arguments, on one of two paths. In eager mode lr,
+# decay and the bias corrections are Python floats. Compiled with opt.compile(), they are 0-d
+# tensors on the device, kept from step to step and refilled in place (see _scalars): a changed
+# Python float would make torch.compile compile again, and a new tensor would be a copy from the
+# host every step. The other arguments are the same Python values on both paths.
 
 def _add_(params, updates, scale, denom=None):
     """p <- p + scale*update, or + scale*update/denom. A tensor scale is multiplied in, as torch.optim does
@@ -131,7 +136,8 @@ def _cautious_decay_(params, directions, decay):
     _add_(params, agree, -decay)
 
 
-def sgd_update(params, grads, bufs, lr, l2, decay, cautious, momentum, dampening, nesterov, first):
+def sgd_update(params, grads, bufs, *, lr, l2, decay, cautious, momentum, dampening, nesterov,
+               first):
     """SGD with momentum. bufs: the momentum buffers (first=True: new ones, set to g)."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
@@ -149,7 +155,8 @@ def sgd_update(params, grads, bufs, lr, l2, decay, cautious, momentum, dampening
     _add_(params, grads, -lr)  # p <- p - lr*g
 
 
-def adamw_update(params, grads, m, v, lr, l2, decay, cautious, beta1, beta2, eps, bias1, bias2):
+def adamw_update(params, grads, m, v, *, lr, l2, decay, cautious, beta1, beta2, eps, bias1,
+                 bias2):
     """Adam(W) for tensors at the same step t: bias1 = 1 - beta1^t, bias2 = 1 - beta2^t."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
@@ -204,8 +211,9 @@ class SGD(_Optimizer):
                         self.state[p]['momentum_buffer'] = torch.empty_like(p)
                 bufs = [self.state[p]['momentum_buffer'] for p in ps] if momentum != 0 else None
                 s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay)
-                self.update(ps, [p.grad for p in ps], bufs, s['lr'], l2, s['decay'], cautious, momentum,
-                            group['dampening'], group['nesterov'], first)
+                self.update(ps, [p.grad for p in ps], bufs, lr=s['lr'], l2=l2, decay=s['decay'],
+                            cautious=cautious, momentum=momentum, dampening=group['dampening'],
+                            nesterov=group['nesterov'], first=first)
         return loss
 
 
@@ -247,8 +255,9 @@ class AdamW(_Optimizer):
                 s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay, bias1=1 - beta1 ** t,
                                   bias2=1 - beta2 ** t)
                 self.update(ps, [p.grad for p in ps], [self.state[p]['exp_avg'] for p in ps],
-                            [self.state[p]['exp_avg_sq'] for p in ps], s['lr'], l2, s['decay'], cautious,
-                            beta1, beta2, group['eps'], s['bias1'], s['bias2'])
+                            [self.state[p]['exp_avg_sq'] for p in ps], lr=s['lr'], l2=l2,
+                            decay=s['decay'], cautious=cautious, beta1=beta1, beta2=beta2,
+                            eps=group['eps'], bias1=s['bias1'], bias2=s['bias2'])
         return loss
 
 
