@@ -9,7 +9,12 @@ weight decay acts is easy to find. Four ways to apply weight decay (`wd_mode`):
   'independent' p <- p - (lr/lr_max)*wd*p: the schedule's shape without the LR's size
   'cautious'    p <- p - lr*wd*p only where the update direction u agrees in sign with p (u*p >= 0),
                 so the decay never pulls against the update (Chen et al. 2025, arXiv 2510.12402)
-With no momentum, SGD's 'decoupled' and 'l2' are the same update.
+With no momentum, SGD's 'decoupled' and 'l2' are the same update. lr_max is each group's LR at
+construction, kept under its own key 'lr_max'.
+
+Resuming: load_state_dict restores a checkpoint's moments and hyperparameters, as torch.optim does
+(so torch's LR schedulers work with these optimizers); load_moments(opt, state_dict) takes the
+moments and keeps this run's hyperparameters, which is what the training scripts want.
 
 Speed: each foreach call is one pass over the parameters' memory, so the eager AdamW step reads
 and writes them about eight times. `opt.compile()` runs the same update function through
@@ -46,7 +51,8 @@ def _weight_decay(group):
         return 0.0, None
     if group['wd_mode'] == 'l2':
         return group['weight_decay'], None
-    return 0.0, _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'], group['initial_lr'])
+    return 0.0, _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'],
+                                group['lr_max'])
 
 
 def _split(params, keys):
@@ -58,29 +64,34 @@ def _split(params, keys):
 
 
 class _Optimizer(torch.optim.Optimizer):
-    """What SGD and AdamW share: initial_lr for the 'independent' mode, loading a checkpoint's state
-    under this run's hyperparameters, and compile()."""
+    """What SGD and AdamW share: lr_max for the 'independent' mode, a clear error for a checkpoint
+    whose parameters are split into another number of groups, and compile()."""
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
+        # The 'independent' mode divides by the peak LR, which I take to be each group's LR at
+        # construction. It has a key of its own: torch's schedulers keep their base LR in
+        # 'initial_lr', and some (OneCycleLR, CyclicLR) overwrite it with their starting LR.
         for group in self.param_groups:
-            group.setdefault('initial_lr', group['lr'])  # lr_max of the 'independent' mode
+            group.setdefault('lr_max', group['lr'])
         self.compiled = False
-        self._device_scalars = {}  # (group index, device) -> {name: 0-d tensor}: the compiled step's values
+        # (group index, device) -> {name: 0-d tensor}: the values of the compiled step
+        self._device_scalars = {}
 
     def load_state_dict(self, state_dict):
-        """A resumed run uses the hyperparameters it was started with now, never silently the checkpoint's:
-        only the per-parameter state (moments, step counts) is loaded; group keys but 'params' are kept."""
+        """As torch.optim: the checkpoint's per-parameter state (moments, step counts) and its
+        groups' hyperparameters (lr, lr_max, weight_decay, betas, and keys a scheduler keeps there),
+        so that state_dict and load_state_dict undo each other and torch's LR schedulers resume
+        where they stopped. A run that should keep its own hyperparameters calls load_moments."""
         saved = state_dict['param_groups']
         if len(saved) != len(self.param_groups):
-            raise ValueError(f"the checkpoint's optimizer has {len(saved)} parameter groups and this one "
-                             f"{len(self.param_groups)}: the parameters are split differently (wd_params?)")
-        kept = [{k: v for k, v in group.items() if k != 'params'} for group in self.param_groups]
-        super().load_state_dict(state_dict)  # checks the group sizes and moves the state to the parameters
-        for group, hyperparameters in zip(self.param_groups, kept):
-            params = group['params']
-            group.clear()  # drops keys only the checkpoint had
-            group.update(params=params, **hyperparameters)
+            raise ValueError(f"the checkpoint's optimizer has {len(saved)} parameter groups and "
+                             f"this one {len(self.param_groups)}: the parameters are split "
+                             f"differently (wd_params?)")
+        super().load_state_dict(state_dict)
+        # A checkpoint saved before lr_max had its own key kept the peak LR in initial_lr.
+        for group in self.param_groups:
+            group.setdefault('lr_max', group.get('initial_lr', group['lr']))
 
     def compile(self):
         """Fuse the update into one pass over memory per tensor with torch.compile (the first
@@ -259,6 +270,25 @@ class AdamW(_Optimizer):
                             decay=s['decay'], cautious=cautious, beta1=beta1, beta2=beta2,
                             eps=group['eps'], bias1=s['bias1'], bias2=s['bias2'])
         return loss
+
+
+# -----------------------------------------------------------------------------
+# resuming a run under the settings it is given now
+
+def load_moments(optimizer, state_dict):
+    """Load a checkpoint's per-parameter state (moments, step counts) into an optimizer and keep the
+    optimizer's own hyperparameters (every group key but 'params': lr, lr_max, weight_decay,
+    wd_mode, betas, momentum, ...). This is how a resumed or fine-tuned run continues from the
+    checkpoint's moments with the weight decay it is given now, never silently the checkpoint's.
+    Any torch.optim optimizer will do; load_state_dict alone restores the saved hyperparameters."""
+    settings = [{k: v for k, v in g.items() if k != 'params'} for g in optimizer.param_groups]
+    # load_state_dict checks the groups, moves the state to the parameters' devices and replaces
+    # the group dicts with the checkpoint's, whose keys I then swap back for this run's
+    optimizer.load_state_dict(state_dict)
+    for group, kept in zip(optimizer.param_groups, settings):
+        params = group['params']
+        group.clear()
+        group.update(params=params, **kept)
 
 
 # -----------------------------------------------------------------------------
@@ -512,7 +542,7 @@ def _decay_per_step(lr, weight_decay, wd_mode='decoupled', lr_max=None):
     if wd_mode != 'independent':
         return lr * weight_decay
     if lr_max is None:
-        raise ValueError("wd_mode='independent' needs lr_max (the group's initial_lr, the peak LR)")
+        raise ValueError("wd_mode='independent' needs lr_max (the peak LR: the group's lr_max)")
     return lr / lr_max * weight_decay if lr_max > 0 else 0.0
 
 
