@@ -9,7 +9,12 @@ weight decay acts is easy to find. Four ways to apply weight decay (`wd_mode`):
   'independent' p <- p - (lr/lr_max)*wd*p: the schedule's shape without the LR's size
   'cautious'    p <- p - lr*wd*p only where the update direction u agrees in sign with p (u*p >= 0),
                 so the decay never pulls against the update (Chen et al. 2025, arXiv 2510.12402)
-With no momentum, SGD's 'decoupled' and 'l2' are the same update.
+With no momentum, SGD's 'decoupled' and 'l2' are the same update. lr_max is each group's LR at
+construction, kept under its own key 'lr_max'.
+
+Resuming: load_state_dict restores a checkpoint's moments and hyperparameters, as torch.optim does
+(so torch's LR schedulers work with these optimizers); load_moments(opt, state_dict) takes the
+moments and keeps this run's hyperparameters, which is what the training scripts want.
 
 Speed: each foreach call is one pass over the parameters' memory, so the eager AdamW step reads
 and writes them about eight times. `opt.compile()` runs the same update function through
@@ -47,7 +52,8 @@ def _weight_decay(group):
         return 0.0, None
     if group['wd_mode'] == 'l2':
         return group['weight_decay'], None
-    return 0.0, _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'], group['initial_lr'])
+    return 0.0, _decay_per_step(group['lr'], group['weight_decay'], group['wd_mode'],
+                                group['lr_max'])
 
 
 def _split(params, keys):
@@ -59,29 +65,34 @@ def _split(params, keys):
 
 
 class _Optimizer(torch.optim.Optimizer):
-    """What SGD and AdamW share: initial_lr for the 'independent' mode, loading a checkpoint's state
-    under this run's hyperparameters, and compile()."""
+    """What SGD and AdamW share: lr_max for the 'independent' mode, a clear error for a checkpoint
+    whose parameters are split into another number of groups, and compile()."""
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
+        # The 'independent' mode divides by the peak LR, which I take to be each group's LR at
+        # construction. It has a key of its own: torch's schedulers keep their base LR in
+        # 'initial_lr', and some (OneCycleLR, CyclicLR) overwrite it with their starting LR.
         for group in self.param_groups:
-            group.setdefault('initial_lr', group['lr'])  # lr_max of the 'independent' mode
+            group.setdefault('lr_max', group['lr'])
         self.compiled = False
-        self._device_scalars = {}  # (group index, device) -> {name: 0-d tensor}: the compiled step's values
+        # (group index, device) -> {name: 0-d tensor}: the values of the compiled step
+        self._device_scalars = {}
 
     def load_state_dict(self, state_dict):
-        """A resumed run uses the hyperparameters it was started with now, never silently the checkpoint's:
-        only the per-parameter state (moments, step counts) is loaded; group keys but 'params' are kept."""
+        """As torch.optim: the checkpoint's per-parameter state (moments, step counts) and its
+        groups' hyperparameters (lr, lr_max, weight_decay, betas, and keys a scheduler keeps there),
+        so that state_dict and load_state_dict undo each other and torch's LR schedulers resume
+        where they stopped. A run that should keep its own hyperparameters calls load_moments."""
         saved = state_dict['param_groups']
         if len(saved) != len(self.param_groups):
-            raise ValueError(f"the checkpoint's optimizer has {len(saved)} parameter groups and this one "
-                             f"{len(self.param_groups)}: the parameters are split differently (wd_params?)")
-        kept = [{k: v for k, v in group.items() if k != 'params'} for group in self.param_groups]
-        super().load_state_dict(state_dict)  # checks the group sizes and moves the state to the parameters
-        for group, hyperparameters in zip(self.param_groups, kept):
-            params = group['params']
-            group.clear()  # drops keys only the checkpoint had
-            group.update(params=params, **hyperparameters)
+            raise ValueError(f"the checkpoint's optimizer has {len(saved)} parameter groups and "
+                             f"this one {len(self.param_groups)}: the parameters are split "
+                             f"differently (wd_params?)")
+        super().load_state_dict(state_dict)
+        # A checkpoint saved before lr_max had its own key kept the peak LR in initial_lr.
+        for group in self.param_groups:
+            group.setdefault('lr_max', group.get('initial_lr', group['lr']))
 
     def compile(self):
         """Fuse the update into one pass over memory per tensor with torch.compile (the first
@@ -106,8 +117,13 @@ class _Optimizer(torch.optim.Optimizer):
 
 
 # -----------------------------------------------------------------------------
-# the updates: in place, over lists of tensors of one parameter group. lr, decay and the bias
-# corrections are Python floats in eager mode and 0-d tensors on the device when compiled.
+# the updates: in place, over lists of tensors of one parameter group
+#
+# SGD.step and AdamW.step call these with keyword arguments, on one of two paths. In eager mode lr,
+# decay and the bias corrections are Python floats. Compiled with opt.compile(), they are 0-d
+# tensors on the device, kept from step to step and refilled in place (see _scalars): a changed
+# Python float would make torch.compile compile again, and a new tensor would be a copy from the
+# host every step. The other arguments are the same Python values on both paths.
 
 def _add_(params, updates, scale, denom=None):
     """p <- p + scale*update, or + scale*update/denom. A tensor scale is multiplied in, as torch.optim does
@@ -132,7 +148,8 @@ def _cautious_decay_(params, directions, decay):
     _add_(params, agree, -decay)
 
 
-def sgd_update(params, grads, bufs, lr, l2, decay, cautious, momentum, dampening, nesterov, first):
+def sgd_update(params, grads, bufs, *, lr, l2, decay, cautious, momentum, dampening, nesterov,
+               first):
     """SGD with momentum. bufs: the momentum buffers (first=True: new ones, set to g)."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
@@ -150,7 +167,8 @@ def sgd_update(params, grads, bufs, lr, l2, decay, cautious, momentum, dampening
     _add_(params, grads, -lr)  # p <- p - lr*g
 
 
-def adamw_update(params, grads, m, v, lr, l2, decay, cautious, beta1, beta2, eps, bias1, bias2):
+def adamw_update(params, grads, m, v, *, lr, l2, decay, cautious, beta1, beta2, eps, bias1,
+                 bias2):
     """Adam(W) for tensors at the same step t: bias1 = 1 - beta1^t, bias2 = 1 - beta2^t."""
     if l2:
         grads = torch._foreach_add(grads, params, alpha=l2)  # g <- g + wd*p
@@ -205,8 +223,9 @@ class SGD(_Optimizer):
                         self.state[p]['momentum_buffer'] = torch.empty_like(p)
                 bufs = [self.state[p]['momentum_buffer'] for p in ps] if momentum != 0 else None
                 s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay)
-                self.update(ps, [p.grad for p in ps], bufs, s['lr'], l2, s['decay'], cautious, momentum,
-                            group['dampening'], group['nesterov'], first)
+                self.update(ps, [p.grad for p in ps], bufs, lr=s['lr'], l2=l2, decay=s['decay'],
+                            cautious=cautious, momentum=momentum, dampening=group['dampening'],
+                            nesterov=group['nesterov'], first=first)
         return loss
 
 
@@ -248,9 +267,29 @@ class AdamW(_Optimizer):
                 s = self._scalars(i, ps[0].device, lr=group['lr'], decay=decay, bias1=1 - beta1 ** t,
                                   bias2=1 - beta2 ** t)
                 self.update(ps, [p.grad for p in ps], [self.state[p]['exp_avg'] for p in ps],
-                            [self.state[p]['exp_avg_sq'] for p in ps], s['lr'], l2, s['decay'], cautious,
-                            beta1, beta2, group['eps'], s['bias1'], s['bias2'])
+                            [self.state[p]['exp_avg_sq'] for p in ps], lr=s['lr'], l2=l2,
+                            decay=s['decay'], cautious=cautious, beta1=beta1, beta2=beta2,
+                            eps=group['eps'], bias1=s['bias1'], bias2=s['bias2'])
         return loss
+
+
+# -----------------------------------------------------------------------------
+# resuming a run under the settings it is given now
+
+def load_moments(optimizer, state_dict):
+    """Load a checkpoint's per-parameter state (moments, step counts) into an optimizer and keep the
+    optimizer's own hyperparameters (every group key but 'params': lr, lr_max, weight_decay,
+    wd_mode, betas, momentum, ...). This is how a resumed or fine-tuned run continues from the
+    checkpoint's moments with the weight decay it is given now, never silently the checkpoint's.
+    Any torch.optim optimizer will do; load_state_dict alone restores the saved hyperparameters."""
+    settings = [{k: v for k, v in g.items() if k != 'params'} for g in optimizer.param_groups]
+    # load_state_dict checks the groups, moves the state to the parameters' devices and replaces
+    # the group dicts with the checkpoint's, whose keys I then swap back for this run's
+    optimizer.load_state_dict(state_dict)
+    for group, kept in zip(optimizer.param_groups, settings):
+        params = group['params']
+        group.clear()
+        group.update(params=params, **kept)
 
 
 # -----------------------------------------------------------------------------
@@ -397,18 +436,30 @@ class EMA:
 
 class GradScaler(torch.amp.GradScaler):
     """torch's GradScaler, counting the steps it skips. A float16 step whose gradients overflowed
-    is skipped and the scale halved: part of float16 training, not a divergence. `skipped` is
-    checkpointed with the scale. (get_scale syncs, but float16's scaler.step syncs anyway.)"""
+    is skipped and the scale halved: part of float16 training, not a divergence. The count stays
+    on the device, so counting adds no wait to torch's own (scaler.step reads found_inf to decide
+    whether to step); `skipped` reads it back, for log lines. It is checkpointed with the scale."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.skipped = 0
+        # a Python int until the first update, then a 0-d tensor on the scale's device
+        self._skipped = 0
 
     def update(self, new_scale=None):
-        before = self.get_scale() if self.is_enabled() and new_scale is None else None
+        # The found_inf tensors scaler.step recorded for this iteration, one per optimizer and
+        # device: non-zero where the gradients overflowed and that optimizer did not step.
+        # super().update() clears them (and adds them up in place), so they are counted first.
+        found = [found_inf for state in self._per_optimizer_states.values()
+                 for found_inf in state['found_inf_per_device'].values()]
+        if self.is_enabled() and found:
+            overflowed = sum(f.to(self._scale.device, non_blocking=True) for f in found) > 0
+            self._skipped = self._skipped + overflowed.long()
         super().update(new_scale)
-        if before is not None and self.get_scale() < before:  # backed off: this step found inf/nan
-            self.skipped += 1
+
+    @property
+    def skipped(self):
+        """Steps skipped so far. A tensor's .item() waits for the device: call it at log lines."""
+        return self._skipped.item() if torch.is_tensor(self._skipped) else self._skipped
 
     def state_dict(self):
         state = super().state_dict()
@@ -416,7 +467,7 @@ class GradScaler(torch.amp.GradScaler):
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
-        self.skipped = state_dict.get('skipped', 0) if self.is_enabled() else 0
+        self._skipped = state_dict.get('skipped', 0) if self.is_enabled() else 0
 
 
 # -----------------------------------------------------------------------------
@@ -505,7 +556,7 @@ def _decay_per_step(lr, weight_decay, wd_mode='decoupled', lr_max=None):
     if wd_mode != 'independent':
         return lr * weight_decay
     if lr_max is None:
-        raise ValueError("wd_mode='independent' needs lr_max (the group's initial_lr, the peak LR)")
+        raise ValueError("wd_mode='independent' needs lr_max (the peak LR: the group's lr_max)")
     return lr / lr_max * weight_decay if lr_max > 0 else 0.0
 
 

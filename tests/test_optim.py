@@ -38,35 +38,46 @@ def lr_at(t, base):
     return base * (1 + 0.5 * math.sin(t / 7)), base * 0.5 * (1 + 0.5 * math.cos(t / 5))
 
 
-def roundtrip(net, opt, make_opt, wd):
-    """Save net and optimizer as a checkpoint would, rebuild both from scratch, load."""
+def roundtrip(net, opt, sched, make_opt, make_sched, wd):
+    """Save net, optimizer and scheduler as a checkpoint would, rebuild them from scratch, load."""
     buf = io.BytesIO()
-    torch.save({'net': net.state_dict(), 'opt': opt.state_dict()}, buf)
+    torch.save({'net': net.state_dict(), 'opt': opt.state_dict(),
+                'sched': sched.state_dict() if sched else None}, buf)
     buf.seek(0)
     ckpt = torch.load(buf)
     net = make_net(seed=123)
     net.load_state_dict(ckpt['net'])
+    # torch's order: build the optimizer and its scheduler, then load both
     opt = make_opt(two_groups(net, wd))
+    sched = make_sched(opt) if make_sched else None
     opt.load_state_dict(ckpt['opt'])
-    return net, opt
+    if sched:
+        sched.load_state_dict(ckpt['sched'])
+    return net, opt, sched
 
 
-def train(make_opt, base_lr, wd, restart_at=None, on_step=None):
-    """Train make_net() for STEPS steps; on_step(t, lrs, grads) sees every step's gradients."""
+def train(make_opt, base_lr, wd, restart_at=None, on_step=None, rebuild=None, make_sched=None):
+    """Train make_net() for STEPS steps; on_step(t, lrs, grads) sees every step's gradients. The
+    caller sets the LR every step (lr_at), or make_sched(opt), a torch scheduler, does. At
+    restart_at the run is saved and rebuilt, its optimizer by rebuild (by default make_opt)."""
     net = make_net()
     opt = make_opt(two_groups(net, wd))
+    sched = make_sched(opt) if make_sched else None
     x, y = make_batches()
     for t in range(STEPS):
         if t == restart_at:
-            net, opt = roundtrip(net, opt, make_opt, wd)
-        lrs = lr_at(t, base_lr)
-        for group, lr in zip(opt.param_groups, lrs):
-            group['lr'] = lr
+            net, opt, sched = roundtrip(net, opt, sched, rebuild or make_opt, make_sched, wd)
+        if sched is None:
+            for group, lr in zip(opt.param_groups, lr_at(t, base_lr)):
+                group['lr'] = lr
+        lrs = [group['lr'] for group in opt.param_groups]
         opt.zero_grad()
         nn.functional.cross_entropy(net(x[t]), y[t]).backward()
         if on_step is not None:
             on_step(t, lrs, [p.grad for g in opt.param_groups for p in g['params']])
         opt.step()
+        if sched:
+            sched.step()
     return [p.detach() for g in opt.param_groups for p in g['params']]
 
 
@@ -234,7 +245,101 @@ def test_zero_grad_sets_gradients_to_none():
 
 
 # -----------------------------------------------------------------------------
-# resuming: this run's hyperparameters, the checkpoint's moments
+# resuming: load_state_dict as torch.optim's (the checkpoint's hyperparameters come back), and
+# load_moments (the checkpoint's moments under this run's hyperparameters)
+
+RESUME_CASES = {  # name: (ours, torch.optim's, weight decay, the run's arguments, other arguments)
+    'adamw': (optim.AdamW, torch.optim.AdamW, 0.5, {'lr': 3e-3, 'betas': (0.9, 0.95), 'eps': 1e-8},
+              {'lr': 1.0, 'betas': (0.5, 0.6), 'eps': 1e-3}),
+    'sgd_momentum': (lambda g, **kw: optim.SGD(g, wd_mode='l2', **kw), torch.optim.SGD, 0.1,
+                     {'lr': 0.05, 'momentum': 0.9}, {'lr': 1.0, 'momentum': 0.5, 'dampening': 0.1}),
+}
+SCHEDULERS = {
+    'step': lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=25, gamma=0.5),
+    'exponential': lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.99),
+    # OneCycleLR keeps its own keys in the groups (initial_lr, max_lr, min_lr, max_momentum, ...)
+    # and sets beta1 or the momentum every step too
+    'one_cycle': lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.defaults['lr'],
+                                                                 total_steps=STEPS),
+}
+
+
+def same(params, reference):
+    return all(torch.equal(a, b) for a, b in zip(params, reference, strict=True))
+
+
+@pytest.mark.parametrize('case', list(RESUME_CASES))
+def test_a_run_resumed_into_an_optimizer_built_otherwise_continues_exactly_as_torch_optim(case):
+    """The caller sets the LR every step; the weight decay and the rest (betas and eps, or momentum
+    and dampening) must come back from the checkpoint, as torch.optim's load_state_dict does."""
+    ours, theirs, wd, kw, other = RESUME_CASES[case]
+    make_theirs = lambda g, **k: theirs(g, foreach=True, **k)
+    # the same parameters, built with other hyperparameters and no weight decay
+    rebuild = lambda make: (lambda g: make([{**x, 'weight_decay': 0.0} for x in g], **other))
+    uninterrupted = train(lambda g: ours(g, **kw), kw['lr'], wd)
+    resumed = train(lambda g: ours(g, **kw), kw['lr'], wd, RESTART_AT, rebuild=rebuild(ours))
+    reference = train(lambda g: make_theirs(g, **kw), kw['lr'], wd, RESTART_AT,
+                      rebuild=rebuild(make_theirs))
+    assert same(resumed, uninterrupted)
+    assert_close(resumed, reference)
+
+
+@pytest.mark.parametrize('scheduler', list(SCHEDULERS))
+@pytest.mark.parametrize('case', list(RESUME_CASES))
+def test_a_run_resumed_under_a_torch_scheduler_continues_exactly_as_torch_optim(case, scheduler):
+    """The optimizer and its scheduler rebuilt with the run's own arguments, then both loaded: the
+    LR (and OneCycleLR's momentum) must go on from the checkpoint's, not from the constructor's."""
+    ours, theirs, wd, kw, _ = RESUME_CASES[case]
+    make_sched = SCHEDULERS[scheduler]
+    uninterrupted = train(lambda g: ours(g, **kw), None, wd, make_sched=make_sched)
+    resumed = train(lambda g: ours(g, **kw), None, wd, RESTART_AT, make_sched=make_sched)
+    reference = train(lambda g: theirs(g, foreach=True, **kw), None, wd, RESTART_AT,
+                      make_sched=make_sched)
+    assert same(resumed, uninterrupted)
+    assert_close(resumed, reference)
+
+
+@pytest.mark.parametrize('make', [lambda p, **kw: optim.AdamW(p, **kw),
+                                  lambda p, **kw: optim.SGD(p, momentum=0.9, **kw)])
+def test_load_state_dict_restores_exactly_what_state_dict_saved(make):
+    """Into an optimizer built with other hyperparameters and no scheduler: every group key comes
+    back, OneCycleLR's too, so a scheduler built after loading continues the schedule."""
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(4, 3))
+    opt = make([w], lr=0.01, weight_decay=0.1, wd_mode='independent')
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=10)
+    for _ in range(3):
+        w.grad = torch.randn_like(w)
+        opt.step()
+        sched.step()
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    saved = torch.load(buf)
+    fresh = make([nn.Parameter(w.detach().clone())], lr=1.0)
+    fresh.load_state_dict(saved)
+    assert fresh.state_dict()['param_groups'] == saved['param_groups']
+    assert saved['param_groups'][0]['max_lr'] == 0.01  # a key OneCycleLR keeps in the group
+    sched = torch.optim.lr_scheduler.OneCycleLR(fresh, max_lr=0.01, total_steps=10, last_epoch=2)
+    assert sched.get_last_lr() == [opt.param_groups[0]['lr']]
+
+
+def test_independent_mode_keeps_its_lr_max_under_a_torch_scheduler():
+    """OneCycleLR overwrites initial_lr with its starting LR, max_lr/25: the decay still divides
+    the LR by lr_max, the LR at construction."""
+    p = nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = optim.SGD([p], lr=0.5, weight_decay=0.1, wd_mode='independent')
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=10,
+                                                cycle_momentum=False)
+    expected = 1.0
+    for _ in range(6):
+        expected *= 1 - opt.param_groups[0]['lr'] / 0.5 * 0.1
+        p.grad = torch.zeros_like(p)
+        opt.step()
+        sched.step()
+    torch.testing.assert_close(p.detach(), torch.full_like(p, expected))
+    assert (opt.param_groups[0]['initial_lr'], opt.param_groups[0]['lr_max']) == (0.02, 0.5)
+
 
 def checkpoint_of(make_opt, w, steps=3):
     """An optimizer's state dict after a few steps on random gradients, through torch.save/load."""
@@ -248,16 +353,16 @@ def checkpoint_of(make_opt, w, steps=3):
     return opt, torch.load(buf)
 
 
-def test_a_resumed_adamw_keeps_its_own_hyperparameters_and_takes_the_moments():
+def test_load_moments_into_adamw_takes_the_moments_and_keeps_its_own_hyperparameters():
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(4, 3))
     old, ckpt = checkpoint_of(lambda p: optim.AdamW(p, lr=0.01, betas=(0.9, 0.95), weight_decay=0.1), w)
     resumed = nn.Parameter(w.detach().clone())
     opt = optim.AdamW([resumed], lr=0.02, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.0)
     fresh_keys = set(opt.param_groups[0])
-    opt.load_state_dict(ckpt)
+    optim.load_moments(opt, ckpt)
     group = opt.param_groups[0]
-    assert (group['weight_decay'], group['lr'], group['initial_lr'], group['betas'], group['eps']) == (
+    assert (group['weight_decay'], group['lr'], group['lr_max'], group['betas'], group['eps']) == (
         0.0, 0.02, 0.02, (0.8, 0.9), 1e-6)
     assert set(group) == fresh_keys
     state = opt.state[resumed]
@@ -276,30 +381,35 @@ def test_a_resumed_adamw_keeps_its_own_hyperparameters_and_takes_the_moments():
     assert (resumed.detach().double() - decayed).abs().max() > 1e-4
 
 
-def test_a_resumed_sgd_keeps_its_own_weight_decay_and_takes_the_momentum_buffer():
+def test_load_moments_into_sgd_takes_the_momentum_buffer_and_keeps_its_own_weight_decay():
+    """The new run decays in the 'independent' mode, lr/lr_max*wd with its own lr_max (0.05), not
+    the checkpoint's 'l2' at wd 0.1 and lr 0.1."""
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(5))
     old, ckpt = checkpoint_of(lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1, wd_mode='l2'), w)
     resumed = nn.Parameter(w.detach().clone())
-    opt = optim.SGD([resumed], lr=0.05, momentum=0.5)
-    opt.load_state_dict(ckpt)
+    opt = optim.SGD([resumed], lr=0.05, momentum=0.5, weight_decay=0.2, wd_mode='independent')
+    optim.load_moments(opt, ckpt)
     group = opt.param_groups[0]
-    assert (group['weight_decay'], group['wd_mode'], group['lr'], group['momentum']) == (
-        0.0, 'decoupled', 0.05, 0.5)
+    assert (group['weight_decay'], group['wd_mode'], group['lr'], group['lr_max'],
+            group['momentum']) == (0.2, 'independent', 0.05, 0.05, 0.5)
     buf = opt.state[resumed]['momentum_buffer']
     assert torch.equal(buf, old.state[w]['momentum_buffer'])
     g = torch.randn_like(w)
-    expected = w.double() - 0.05 * (0.5 * buf.double() + g.double())
+    group['lr'] = 0.025  # half this run's peak: shrink by (0.025/0.05)*0.2
+    expected = w.double() * (1 - 0.1) - 0.025 * (0.5 * buf.double() + g.double())
     resumed.grad = g
     opt.step()
     torch.testing.assert_close(resumed.detach().double(), expected, rtol=1e-6, atol=1e-7)
 
 
-def test_loading_a_checkpoint_with_another_number_of_groups_is_a_clear_error():
+@pytest.mark.parametrize('load', [lambda opt, sd: opt.load_state_dict(sd),
+                                  lambda opt, sd: optim.load_moments(opt, sd)])
+def test_loading_a_checkpoint_with_another_number_of_groups_is_a_clear_error(load):
     a, b = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(3))
     _, ckpt = checkpoint_of(lambda p: optim.AdamW([{'params': p}, {'params': [b]}], lr=0.1), a, steps=0)
     with pytest.raises(ValueError, match='has 2 parameter groups and this one 1'):
-        optim.AdamW([a, b], lr=0.1).load_state_dict(ckpt)
+        load(optim.AdamW([a, b], lr=0.1), ckpt)
 
 
 # -----------------------------------------------------------------------------
@@ -521,6 +631,71 @@ def test_equilibrium_angle_and_timescale_formulas():
         math.sqrt(2 * 0.08 * 0.0125))
     assert optim.wd_timescale(6e-4, 0.1) == pytest.approx(1 / 6e-5)
     assert optim.wd_timescale(6e-4, 0.0) == math.inf
+
+
+# -----------------------------------------------------------------------------
+# float16 loss scaling
+
+def host_reads(fn):
+    """How many times fn() reads a tensor's value back to the host: .item(), bool(t) and int(t) are
+    each one aten._local_scalar_dense, which on a GPU waits for the device to catch up."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    reads = []
+
+    class CountReads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                reads.append(func)
+            return func(*args, **(kwargs or {}))
+    with CountReads():
+        fn()
+    return len(reads)
+
+
+GOOD_GRAD = torch.tensor([1.0, 2.0, 3.0, 4.0])
+INF_GRAD = torch.tensor([1.0, math.inf, 3.0, 4.0])
+
+
+def scaled_step(scaler, grad):
+    """A parameter of ones given the gradient grad through scaler (loss scaling), and a function
+    that runs scaler.step and scaler.update on it."""
+    p = nn.Parameter(torch.ones(4))
+    opt = torch.optim.SGD([p], lr=0.1)
+    scaler.scale((p * grad).sum()).backward()
+    return p, lambda: (scaler.step(opt), scaler.update())
+
+
+def test_counting_skipped_steps_reads_nothing_back_beyond_torchs_own_grad_scaler():
+    """torch's scaler.step reads found_inf to decide whether to step; counting the skipped steps
+    must add no read of its own (get_scale() is one): a float16 step waits no more than torch's."""
+    reads = {'torch': [], 'ours': []}
+    for name, scaler in [('torch', torch.amp.GradScaler('cpu')), ('ours', optim.GradScaler('cpu'))]:
+        for grad in [GOOD_GRAD, INF_GRAD, GOOD_GRAD, INF_GRAD]:
+            _, step = scaled_step(scaler, grad)
+            reads[name].append(host_reads(step))
+    assert min(reads['torch']) >= 1  # the count sees torch's own read
+    assert reads['ours'] == reads['torch']
+
+
+def test_the_grad_scaler_counts_a_skipped_step_and_keeps_the_count_in_its_checkpoint():
+    scaler = optim.GradScaler('cpu', init_scale=2.0 ** 10)
+    p, step = scaled_step(scaler, GOOD_GRAD)
+    step()
+    assert scaler.skipped == 0 and not torch.equal(p.detach(), torch.ones(4))
+    p, step = scaled_step(scaler, INF_GRAD)
+    step()
+    assert scaler.skipped == 1 and torch.equal(p.detach(), torch.ones(4))  # not stepped
+    assert scaler.get_scale() == 2.0 ** 9  # backed off
+    buf = io.BytesIO()
+    torch.save(scaler.state_dict(), buf)
+    buf.seek(0)
+    resumed = optim.GradScaler('cpu')
+    resumed.load_state_dict(torch.load(buf))
+    assert resumed.skipped == 1 and resumed.get_scale() == 2.0 ** 9
+    for grad in [INF_GRAD, GOOD_GRAD]:
+        _, step = scaled_step(resumed, grad)
+        step()
+    assert resumed.skipped == 2 and resumed.state_dict()['skipped'] == 2
 
 
 # -----------------------------------------------------------------------------
