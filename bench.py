@@ -2,7 +2,8 @@
 Performance harness: each part of the code timed side by side with PyTorch's own, as ratios.
 
     python bench.py optim                  # optimizer step on GPT-2-small shapes (124M parameters)
-    python bench.py gpt                    # train_gpt.py's iteration vs the bare step; tokens/s, MFU
+    python bench.py gpt                    # train_gpt.py's iteration vs the bare step; tokens/s, MFU;
+                                           # the eval's share of the paper's run (--eval_batch_size=8: before)
     python bench.py resnet                 # train_resnet.py's epoch vs the bare steps; eval share
     python bench.py data                   # prepare_data.py: tokens/s, CIFAR conversion time
     python bench.py all --device=cuda --json=bench.json
@@ -32,6 +33,7 @@ warmup = 3  # untimed steps first (allocation, lazy state)
 json = ''  # also write the figures to this file
 compile = 'auto'  # auto: the optimizer step compiled everywhere, the models on CUDA only; True; False
 shared_data = ''  # the real-data fixtures for `data` ('' = ../shared/data beside the checkout)
+eval_batch_size = 64  # gpt: train_gpt.py's eval batch (8: the one before it had its own)
 config, _ = configure(globals(), __doc__, sys.argv[2:] if sys.argv[1:2] == [part] else None)
 PARTS = ('optim', 'gpt', 'resnet', 'data', 'all')
 
@@ -184,7 +186,7 @@ def bench_gpt():
                 out.append((time.perf_counter() - t0) / chunk)
         return out
 
-    script, bare = [], []
+    script, bare, evals = [], [], []
     with tempfile.TemporaryDirectory() as tmp:  # random tokens: the data do not change the timing
         data = Path(tmp) / 'data'
         data.mkdir()
@@ -196,7 +198,8 @@ def bench_gpt():
         args = [f'--{k}={v}' for k, v in shape.items() if k != 'vocab_size'] + [
             f'--data_dir={data}', f'--batch_size={batch}', '--gradient_accumulation_steps=1', f'--dtype={dtype}',
             f'--device={device}', f'--compile={compile_models}',
-            f'--max_iters={iters}', f'--log_interval={chunk}', f'--eval_interval={iters}', '--eval_iters=1',
+            f'--max_iters={iters}', f'--log_interval={chunk}', f'--eval_interval={iters // 2}',
+            f'--eval_iters={1000 // batch}', f'--eval_batch_size={eval_batch_size}',  # the paper's 1,000
             '--weight_decay=0.1', '--warmup_iters=10']
         root = Path(__file__).resolve().parent
         for r in range(rounds):
@@ -207,6 +210,7 @@ def bench_gpt():
                 raise SystemExit(f"train_gpt.py failed:\n{out.stderr[-2000:]}")
             lines = [r for r in run_io.read_log(run / 'log.jsonl') if not r.get('eval')]
             script += [r['ms_per_iter'] / 1e3 for r in lines[warmup:]]
+            evals += [r['eval_s'] for r in run_io.read_log(run / 'log.jsonl') if r.get('eval')][1:]
             bare += bare_chunks(run_io.load_checkpoint(run / 'ckpt.pt')['model_args'])
     results = {'gpt_script_ms': 1e3 * statistics.median(script), 'gpt_bare_ms': 1e3 * statistics.median(bare)}
     results['gpt_script_over_bare'] = results['gpt_script_ms'] / results['gpt_bare_ms']
@@ -225,6 +229,13 @@ def bench_gpt():
     else:
         print(f"MFU: no peak known for {name} (model.PEAK_FLOPS), so none is printed")
     results['gpt_tokens_per_s'] = tokens / results['gpt_script_ms'] * 1e3
+    # The paper's run evaluates 2 x 1,000 sequences (model and EMA) every 200 iterations of 256 sequences:
+    # its eval share, from these runs' eval time and time per sequence trained
+    results['gpt_eval_s'] = statistics.median(evals)
+    train_s = 200 * 256 / batch * results['gpt_script_ms'] / 1e3
+    results['gpt_eval_share_paper'] = results['gpt_eval_s'] / (results['gpt_eval_s'] + train_s)
+    print(f"eval of 2 x 1,000 sequences x 2 nets in batches of {eval_batch_size}: {results['gpt_eval_s']:.2f} s, "
+          f"{results['gpt_eval_share_paper']:.1%} of the paper's run (one per 200 iterations of 256 sequences)")
     return results
 
 # =============================================================================

@@ -450,8 +450,8 @@ class GradScaler(torch.amp.GradScaler):
         # device: non-zero where the gradients overflowed and that optimizer did not step.
         # super().update() clears them (and adds them up in place), so they are counted first.
         found = [found_inf for state in self._per_optimizer_states.values()
-                 for found_inf in state['found_inf_per_device'].values()]
-        if self.is_enabled() and found:
+                 for found_inf in state['found_inf_per_device'].values()] if self.is_enabled() else []
+        if found:
             overflowed = sum(f.to(self._scale.device, non_blocking=True) for f in found) > 0
             self._skipped = self._skipped + overflowed.long()
         super().update(new_scale)

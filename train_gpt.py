@@ -178,7 +178,7 @@ clipped, pending_losses = 0, []  # clipped steps so far; losses since the last l
 if checkpoint is not None:  # resume: continue exactly; fine-tune: the weights, EMA and Adam's moments
     ema.load_state_dict(checkpoint['ema'])
     if (checkpoint['config']['optimizer'], checkpoint['config']['wd_params']) == (optimizer, wd_params):
-        opt.load_state_dict(checkpoint['optimizer'])  # moments only: this run's lr, wd, betas apply (optim)
+        optim.load_moments(opt, checkpoint['optimizer'])  # Adam's moments; this run's lr, wd, betas
     if resumed:
         iter_num = start_iter = checkpoint['iter']
         clipped, pending_losses = checkpoint['clipped'], list(checkpoint['pending_losses'].to(device))

@@ -203,7 +203,7 @@ print(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)) = {tau / it
 
 start_epoch = 0
 if checkpoint is not None:  # continue exactly: optimizer state, EMA, data order, RNGs
-    optimizer.load_state_dict(checkpoint['optimizer'])  # moments only: this run's lr and wd apply (optim.py)
+    optim.load_moments(optimizer, checkpoint['optimizer'])  # momentum buffers; this run's lr and wd
     if ema is not None and checkpoint['ema'] is not None:
         ema.load_state_dict(checkpoint['ema'])
     gen.set_state(checkpoint['gen'])
