@@ -1,42 +1,51 @@
 """
-Figures from run folders (out/RUN/config.json + log.jsonl), one panel per metric.
+Figures and tables from run folders (out/RUN/config.json + log.jsonl): a panel per metric, or a
+row per setting.
 
     python plot.py out/gpt_wd0 out/gpt_wd0.1 --y=train_loss,val_loss --out=loss.png
     python plot.py out/gpt_* --y=loss --smooth=20 --logy
     python plot.py out/resnet_* --x=epoch --y=test_err,train_loss
     python plot.py out/cosine_wd* --figure=rotation --out=rotation.png
+    python plot.py out/mini_llm_cosine_* --table=train_loss,val_loss --at=1200 --baseline=wd=0
 
 Runs are told apart in the legend by the config values that differ between them
-(`wd=0.1, lr=0.0006`); an `_ema` metric is drawn dashed beside its iterate. Runs that differ
-only in `seed` (and in keys that do not change what is learned: out_dir, device, eval intervals)
-are seeds of one setting, drawn as their mean with a band from the lowest to the highest seed,
-"(n seeds)" in the legend. GPT runs (x: iter, tokens) and ResNet runs (x: epoch) go in separate
-figures, unless --x and --y name metrics every run logs. A log that is empty or still being
-written is read up to its last complete line.
+(`wd=0.1, lr=0.0006`); where a preset's own label (`wd=0.1`) would name two settings, the values
+that tell those apart are added (`wd=0.1, wd_params=all`). An `_ema` metric is drawn dashed beside
+its iterate. Runs that differ only in `seed` (and in keys that do not change what is learned:
+out_dir, device, eval intervals) are seeds of one setting, drawn as their mean with a band from the
+lowest to the highest seed, "(n seeds)" in the legend. GPT runs (x: iter, tokens) and ResNet runs
+(x: epoch) go in separate figures, unless --x and --y name metrics every run logs. A log that is
+empty or still being written is read up to its last complete line.
 
-Presets (--figure=NAME), one per figure of the paper:
-    vision_grid   Fig. 1: test error and train loss over epochs, large / small LR, per wd (ResNet)
-    weight_norm   Sec. 2.2: weight norm, effective LR, test error with its EMA (ResNet)
-    sphere        Fig. 2: projected SGD on a sphere, loss, fine-tuned error and trace against the LR (ResNet)
-    elr_replay    a run without wd that replays a wd run's effective LR (config elr_from) (ResNet)
-    llm_cosine    Fig. 3 left: train and val loss per wd, cosine schedule, the end enlarged (GPT)
-    llm_finetune  Fig. 3 right: constant-LR runs and their tiny-LR fine-tuning (GPT)
-    bf16          Fig. 4: bfloat16 loss with and without wd, divergences marked (GPT)
-    effective_lr  Sec. 3: Adam's effective LR, decayed norm, angular update and its equilibrium
-    rotation      rotational equilibrium: per-tensor angles against the prediction, a panel per run
-    appendix      the appendix: AdamW against WD on all parameters, Adam + L2, SGD (GPT)
+Tables (--table=METRICS) have a row per setting, the settings and labels of the figures: each
+metric's mean ± sample standard deviation (ddof=1) over the seeds, and how many seeds. Eval metrics
+(train_loss, val_loss, test_err, ..._ema) come from eval lines, `loss` from training lines. --at
+picks the line of each run, with no interpolation:
+    --at=last   the last logged value (the default); a run that has not finished or has diverged has none
+    --at=N      the line with iter == N (GPT) or epoch == N (ResNet)
+    --at=drop   the LR drop: the last eval before the LR falls to its final value (GPT: min_lr, the
+                eval before the cosine ends; ResNet: lr_flow, the epoch before it, when evaluated)
+--baseline=KEY=VALUE[,KEY=VALUE] names one setting (keys as in config.json or the legend: wd, lr);
+every other row then gets its difference to it, paired by seed, as mean ± standard error
+(sd/sqrt(n)). A seed with no value there (diverged, not finished, not logged) is left out and named
+in the row's notes. --format=markdown (a caption line and a table to paste; the default), csv or
+json; the table goes to stdout.
 """
+import csv
+import difflib
+import io
 import json
 import math
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 
-from configurator import NOT_IN_NAMES, SHORT_NAMES, ConfigError, apply_args
+from configurator import NOT_IN_NAMES, SHORT_NAMES, ConfigError, apply_args, parse_value
 from run_io import read_log
 
 matplotlib.use('Agg')  # files only, no screen needed (pyplot picks its backend at the first figure)
@@ -47,8 +56,14 @@ OPTIONS = {
     'logy': False,
     'smooth': 1,  # moving average over this many logged points
     'out': 'plot.png',
-    'figure': '',  # a preset laying out one of the paper's figures: see FIGURES
+    'figure': '',  # a preset laying out one of the paper's figures (figures.py; --help lists them)
+    'table': '',  # comma-separated metrics: a table of them, printed, instead of a figure
+    'at': 'last',  # the table's line of each run: last | drop | an iteration (GPT) / epoch (ResNet)
+    'baseline': '',  # key=value[,key=value]: the setting the table's paired differences are taken to
+    'format': 'markdown',  # the table's: markdown | csv | json
 }
+FIGURE_OPTIONS = ('figure', 'x', 'y', 'logy', 'smooth', 'out')
+TABLE_OPTIONS = ('at', 'baseline', 'format')
 # config keys never shown in a legend: they do not change what is learned (the keys run names leave
 # out, but init_from: a fine-tuning is not its parent), or are derived from others (the timescale)
 IGNORED_KEYS = ({*NOT_IN_NAMES} - {'init_from'}) | {'always_save_checkpoint', 'hessian_every', 'wd_timescale_iters',
@@ -130,6 +145,19 @@ def legend_labels(runs):
     return labels
 
 
+def distinct_labels(groups, labels):
+    """A preset's labels (wd=0.1), each naming one setting: where one label stands for several, each of
+    those gets the config values that tell them apart (wd=0.1, wd_params=all), so that no figure draws
+    two settings under one name."""
+    labels = list(labels)
+    for label in dict.fromkeys(labels):
+        same = [i for i, other in enumerate(labels) if other == label]
+        if len(same) > 1:
+            for i, extra in zip(same, legend_labels([groups[i] for i in same])):
+                labels[i] = f"{label}, {extra}"
+    return labels
+
+
 def moving_average(ys, smooth):
     if smooth <= 1:
         return list(ys)
@@ -148,7 +176,7 @@ def series(run, x, y, smooth=1):
 
 
 # -----------------------------------------------------------------------------
-# seeds: runs that differ only in seed are one group, drawn as mean and band
+# seeds: runs that differ only in seed are one group, drawn as mean and band, and one row of a table
 
 def run_folder(value):
     """The run folder a config path names (init_from is a ckpt.pt inside it, elr_from the folder)."""
@@ -178,16 +206,17 @@ def strip_seed(name):
     return re.sub(r'[_-]?seed=?\d+', '', name) or name
 
 
-def seed_groups(runs):
+def seed_groups(runs, warn=True):
     """The runs as groups of seeds of one setting, in the order first met: dicts with name,
-    config, kind (those of the first run) and runs. A run without a config is its own group."""
+    config, kind (those of the first run) and runs. A run without a config is its own group.
+    warn: say where seeds logged different iterations (a figure's mean covers only those all logged)."""
     members = {}
     for run in runs:
         members.setdefault(setting(run['config']) if run['config'] else run['path'], []).append(run)
     groups = []
     for same in members.values():
         name = same[0]['name'] if len(same) == 1 else strip_seed(same[0]['name'])
-        if len({tuple(r.get('iter') for r in run['records']) for run in same}) > 1:
+        if warn and len({tuple(r.get('iter') for r in run['records']) for run in same}) > 1:
             print(f"warning: the seeds of {name} logged different iterations (one still running or diverged?):"
                   f" their mean and band cover only the points all of them logged", file=sys.stderr)
         groups.append({'name': name, 'path': same[0]['path'], 'config': same[0]['config'],
@@ -200,8 +229,11 @@ def seed_label(label, group):
     n = len(group['runs'])
     if n == 1 or label.startswith('_'):
         return label
-    distinct = len({json.dumps(r['config'].get('seed')) for r in group['runs']}) == n
-    return f"{label} ({n} {'seeds' if distinct else 'runs'})"
+    return f"{label} ({n} {'seeds' if distinct_seeds(group) else 'runs'})"
+
+
+def distinct_seeds(group):
+    return len({json.dumps(r['config'].get('seed')) for r in group['runs']}) == len(group['runs'])
 
 
 def group_series(group, x, y, smooth=1):
@@ -216,6 +248,9 @@ def group_series(group, x, y, smooth=1):
             [max(c) for c in columns])
 
 
+# -----------------------------------------------------------------------------
+# a panel of one metric, and the free-form figure of such panels
+
 def draw_band(ax, xs, lo, hi, color, alpha=0.2, **kwargs):
     if lo is not None and xs:
         ax.fill_between(xs, lo, hi, color=color, alpha=alpha, linewidth=0, **kwargs)
@@ -229,8 +264,10 @@ def add_legend(ax, groups, fontsize='small'):
         ax.legend(fontsize=fontsize, title=SEED_NOTE if seeded else None, title_fontsize=fontsize)
 
 
-# -----------------------------------------------------------------------------
-# a panel of one metric, and the free-form figure of such panels
+def no_data(ax, y):
+    """Say so on a panel that has nothing to draw, rather than leave it blank."""
+    ax.text(0.5, 0.5, f"no '{y}' logged", ha='center', va='center', transform=ax.transAxes)
+
 
 def divergence_point(run, x):
     """The x at which the run logged diverged=true, or None."""
@@ -240,25 +277,17 @@ def divergence_point(run, x):
     return None
 
 
-def colors_and_labels(labels):
-    """One color per distinct label; repeated labels (runs a preset's label does not tell apart) share
-    it, named once."""
-    palette = {}
-    colors = [palette.setdefault(label, f"C{len(palette) % 10}") for label in labels]
-    shown = [label if labels.index(label) == i else '_nolegend_' for i, label in enumerate(labels)]
-    return colors, shown
-
-
 def draw_metric(ax, groups, labels, x, y, smooth=1, logy=False, with_ema=True):
-    """One panel: metric y of every seed group (the mean, the seeds' band), its EMA dashed; groups
-    with the same label share a color. Returns whether anything was drawn."""
+    """One panel: metric y of every seed group (the mean, the seeds' band), its EMA dashed, a color
+    per group in order. labels name one setting each (distinct_labels). Returns whether anything was
+    drawn."""
     drawn = False
-    colors, shown = colors_and_labels(labels)
-    for group, label, color in zip(groups, shown, colors):
+    for i, (group, label) in enumerate(zip(groups, labels)):
+        color = f"C{i % 10}"
         for suffix, style in (('', '-'), ('_ema', '--'))[:2 if with_ema else 1]:
             xs, ys, lo, hi = group_series(group, x, y + suffix, smooth)
             if xs:
-                name = f"{label} (EMA)" if suffix and label != '_nolegend_' else label
+                name = f"{label} (EMA)" if suffix else label
                 ax.plot(xs, ys, color=color, linestyle=style, label=seed_label(name, group))
                 draw_band(ax, xs, lo, hi, color, alpha=0.1 if suffix else 0.2)
                 drawn = True
@@ -272,6 +301,8 @@ def draw_metric(ax, groups, labels, x, y, smooth=1, logy=False, with_ema=True):
     ax.set_ylabel(LABELS.get(y, y))
     if logy and drawn:
         ax.set_yscale('log')
+    if not drawn:
+        no_data(ax, y)
     ax.grid(alpha=0.3)
     return drawn
 
@@ -291,11 +322,7 @@ def plot_runs(runs, x, ys, smooth=1, logy=False):
     nrows = math.ceil(len(ys) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False,
                              layout='constrained')
-    missing = []
-    for ax, y in zip(axes.flat, ys):
-        if not draw_metric(ax, groups, labels, x, y, smooth, logy):
-            missing.append(y)
-            ax.text(0.5, 0.5, f"no '{y}' logged", ha='center', va='center', transform=ax.transAxes)
+    missing = [y for ax, y in zip(axes.flat, ys) if not draw_metric(ax, groups, labels, x, y, smooth, logy)]
     for ax in list(axes.flat)[len(ys):]:
         ax.set_visible(False)
     if len(missing) == len(ys):
@@ -307,21 +334,21 @@ def plot_runs(runs, x, ys, smooth=1, logy=False):
     return fig
 
 
-def check_kinds(runs, figure='', x='', ys=()):
+def check_kinds(runs, figure='', kind=None, x='', ys=()):
     """Raise PlotError where GPT runs (x: iter, tokens) and ResNet runs (x: epoch) meet in a figure
-    that cannot show both, or a preset gets the other kind: never draw less than asked, silently."""
+    that cannot show both, or a preset gets the other kind: never draw less than asked, silently.
+    kind: what the preset draws ('GPT', 'ResNet'; None: either, one at a time; 'both': a panel per run)."""
     gpt = [r['path'] for r in runs if r.get('kind') == 'GPT']
     vision = [r['path'] for r in runs if r.get('kind') == 'ResNet']
     split = f"plot the GPT runs ({', '.join(gpt)}) and the ResNet runs ({', '.join(vision)}) separately"
-    wanted = FIGURE_KINDS.get(figure)
-    if wanted:
-        other = vision if wanted == 'GPT' else gpt
+    if kind in ('GPT', 'ResNet'):
+        other = vision if kind == 'GPT' else gpt
         if other:
-            what = ('ResNet' if wanted == 'GPT' else 'GPT') + (' runs' if len(other) > 1 else ' run')
-            raise PlotError(f"--figure={figure} draws {wanted} runs, but {', '.join(other)} "
+            what = ('ResNet' if kind == 'GPT' else 'GPT') + (' runs' if len(other) > 1 else ' run')
+            raise PlotError(f"--figure={figure} draws {kind} runs, but {', '.join(other)} "
                             f"{'are' if len(other) > 1 else 'is a'} {what}" + (f": {split}" if gpt and vision else ''))
         return
-    if not (gpt and vision) or figure == 'rotation':  # rotation: each run its own panel and x axis
+    if not (gpt and vision) or kind == 'both':
         return
     if figure:
         raise PlotError(f"--figure={figure} draws one kind of run, GPT or ResNet: {split}")
@@ -336,306 +363,259 @@ def check_kinds(runs, figure='', x='', ys=()):
 
 
 # -----------------------------------------------------------------------------
-# the paper's figures: each preset picks its metrics and lays out the panels; seeds of one setting
-# are one line (their mean) with a band (lowest to highest seed)
+# tables: a row per setting (the figures' seed groups and labels), each metric over its seeds at one line
 
-def lr_of(run):
-    return run['config'].get('learning_rate', run['config'].get('lr'))
-
-
-def wd_label(run):
-    return f"wd={run['config'].get('weight_decay', 0)}"
+def finite(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def new_figure(ncols, nrows=1, width=5.0, height=3.8, **kwargs):
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                        layout='constrained', **kwargs)
+def step_key(run):
+    """What --at=N counts: epochs for a ResNet run, iterations for a GPT run."""
+    return 'epoch' if run.get('kind') == 'ResNet' else 'iter'
 
 
-def last_value(run, y):
-    """The last finite logged value of y, or None."""
-    vals = [r[y] for r in run['records'] if isinstance(r.get(y), (int, float)) and math.isfinite(r[y])]
-    return vals[-1] if vals else None
+def last_step(run):
+    return max((r[step_key(run)] for r in run['records'] if finite(r.get(step_key(run)))), default=None)
 
 
-def figure_vision_grid(runs, smooth):
-    """Figure 1: test error and train cross-entropy over epochs; columns large / small LR,
-    one line per weight decay, the EMA dashed, the LR drop marked."""
-    groups = seed_groups(runs)
-    lrs = sorted({lr_of(g) for g in groups}, reverse=True)
-    fig, axes = new_figure(len(lrs), 2, sharey='row')  # one scale per metric: LRs compare across
-    for col, lr in enumerate(lrs):
-        column = sorted([g for g in groups if lr_of(g) == lr], key=lambda g: -g['config'].get('weight_decay', 0))
-        labels = [wd_label(g) for g in column]
-        for row, y in enumerate(('test_err', 'train_loss')):
-            ax = axes[row, col]
-            draw_metric(ax, column, labels, 'epoch', y, smooth, logy=(y == 'train_loss'))
-            cfg = column[0]['config']
-            if cfg.get('first_decay', 1) < 1:
-                ax.axvline(cfg['first_decay'] * cfg['epochs'], color='gray', linestyle=':', linewidth=1)
-            kind = ('large LR' if lr == lrs[0] else 'small LR') if len(lrs) == 2 else ''
-            ax.set_title(f"lr={lr}" + (f" ({kind})" if kind else ''))
-        add_legend(axes[0, col], column)
-    return fig
+def run_status(run):
+    """Why a run's last values are not its final ones ('diverged at iter 340', 'not finished: iter 340
+    of 1200': still running, or stopped), or None for a run that finished."""
+    key = step_key(run)
+    for r in run['records']:
+        if r.get('diverged'):
+            return f"diverged at {key} {r.get(key)}"
+    end, last = run['config'].get('epochs' if key == 'epoch' else 'max_iters'), last_step(run)
+    if isinstance(end, int) and (last is None or last < end):
+        return f"not finished: {key} {last} of {end}"
+    return None
 
 
-def figure_weight_norm(runs, smooth):
-    """Weight norm, effective LR and test error of iterate and EMA over epochs (Section 2.2)."""
-    groups = seed_groups(runs)
+def final_lr(run):
+    """The LR a run's schedule ends at (GPT: min_lr after a cosine; ResNet: lr_flow after its drop),
+    or its last logged LR where the config does not say."""
+    c = run['config']
+    if run.get('kind') == 'ResNet':
+        lr = c.get('lr_flow') if c.get('first_decay', 1) < 1 else c.get('lr')
+    else:
+        lr = c.get('min_lr') if c.get('decay_lr', True) else c.get('learning_rate')
+    logged = [r['lr'] for r in run['records'] if finite(r.get('lr'))]
+    return lr if finite(lr) else logged[-1] if logged else None
+
+
+def drop_point(run):
+    """The iteration (GPT) / epoch (ResNet) of the last eval before the LR falls to its final value; None
+    where it does not fall (a constant LR) or has not fallen yet."""
+    key, final, point = step_key(run), final_lr(run), None
+    for r in run['records']:
+        if final is None or not finite(r.get('lr')):
+            continue
+        if r['lr'] > final:
+            point = r.get(key) if r.get('eval') else point
+        elif point is not None:
+            return point  # a line at the final LR after it: the LR has fallen
+    return None
+
+
+def value_at(run, metric, at):
+    """(value, where, None), or (None, None, why there is none): the metric at `at` ('last', 'drop' or an
+    iteration / epoch), from eval lines where the run's eval lines log it, else from training lines."""
+    key, status = step_key(run), run_status(run)
+    evals = [r for r in run['records'] if r.get('eval')]
+    lines = [r for r in (evals if any(metric in r for r in evals) else run['records']) if metric in r]
+    if at == 'last' and status:
+        return None, None, status  # its last value is not its final one
+    if not lines:
+        return None, None, status or f"no {metric} logged"
+    point = lines[-1].get(key) if at == 'last' else drop_point(run) if at == 'drop' else at
+    if point is None:
+        return None, None, status or "no LR drop (its LR never falls)"
+    line = next((r for r in reversed(lines) if r.get(key) == point), None)
+    if line is None:  # a run that has not got there says so; one that went past did not log it there
+        not_yet = status and point > (last_step(run) or 0)
+        return None, None, status if not_yet else f"no {metric} at {key} {point}"
+    if not finite(line[metric]):
+        return None, None, f"{metric} not finite at {key} {point}"
+    return line[metric], f"{key} {point}", None
+
+
+def summary(pairs):
+    """Mean, sample standard deviation (ddof=1; None for one value) and number of (seed, value) pairs."""
+    values = [v for _, v in pairs]
+    return {'mean': statistics.fmean(values) if values else None,
+            'sd': statistics.stdev(values) if len(values) > 1 else None, 'n': len(values), 'values': pairs}
+
+
+def seed_name(run, group):
+    return f"seed {run['config'].get('seed')}" if distinct_seeds(group) else run['name']
+
+
+def baseline_index(groups, labels, spec):
+    """The one setting --baseline=KEY=VALUE[,KEY=VALUE] names: keys as in config.json or as the legend
+    shortens them (wd, lr), values read as the training scripts read them (wd_params=all, wd=0)."""
+    long = {short: k for k, short in SHORT_NAMES.items()}
+    wanted = []
+    for part in spec.split(','):
+        key, _, raw = (s.strip() for s in part.partition('='))
+        if not (key and raw):
+            raise PlotError(f"--baseline={spec}: expected key=value[,key=value] (--baseline=weight_decay=0)")
+        wanted.append((key, parse_value(key, raw, None)))
+
+    def holds(config, key, value):
+        key = key if key in config else long.get(key, key)
+        numbers = finite(value) and finite(config.get(key))
+        return key in config and (config[key] == value if numbers else str(config[key]) == str(value))
+    named = [i for i, g in enumerate(groups) if all(holds(g['config'], k, v) for k, v in wanted)]
+    if len(named) != 1:
+        which = f"{len(named)} settings ({'; '.join(labels[i] for i in named)})" if named else 'no setting'
+        raise PlotError(f"--baseline={spec} names {which}; the settings: {' | '.join(labels)}")
+    return named[0]
+
+
+def table_rows(runs, metrics, at, baseline=''):
+    """A row per setting, grouped and labelled as the figures are (seed_groups, legend_labels): each
+    metric's values per seed with their mean, sd and n, the lines they were read at, notes on the seeds
+    left out; with a baseline, each metric's differences to it paired by seed (mean, se, n)."""
+    groups = seed_groups(runs, warn=False)
     labels = legend_labels(groups)
-    fig, axes = new_figure(3)
-    draw_metric(axes[0, 0], groups, labels, 'epoch', 'weight_norm', smooth, with_ema=False)
-    draw_metric(axes[0, 1], groups, labels, 'epoch', 'eff_lr', smooth, logy=True)
-    draw_metric(axes[0, 2], groups, labels, 'epoch', 'test_err', smooth)
-    add_legend(axes[0, 2], groups)
-    return fig
+    rows = []
+    for group, label in zip(groups, labels):
+        row = {'setting': label, 'runs': [r['name'] for r in group['runs']], 'at': [], 'metrics': {},
+               'seeds': [r['config'].get('seed') for r in group['runs']], 'notes': []}
+        row['notes'] += [f"{seed_name(r, group)} {run_status(r)}" for r in group['runs'] if run_status(r)]
+        for m in metrics:
+            pairs = []
+            for run in group['runs']:
+                value, where, why = value_at(run, m, at)
+                if value is not None:
+                    pairs.append((run['config'].get('seed'), value))
+                    row['at'] += [where] * (where not in row['at'])
+                elif why != run_status(run):  # a status is noted once, above
+                    row['notes'].append(f"{seed_name(run, group)}: {why}")
+            row['metrics'][m] = summary(pairs)
+        row['notes'] = list(dict.fromkeys(row['notes']))  # a run without an LR drop lacks every metric there
+        rows.append(row)
+    if baseline:
+        pair_by_seed(rows, groups, metrics, baseline_index(groups, labels, baseline), baseline)
+    return rows
 
 
-def sphere_value(run, y):
-    """A run's point on a sphere panel: the training loss it stabilised at (mean over the last
-    fifth of the epochs), else the last logged y (errors in percent)."""
-    if y == 'loss':
-        vals = series(run, 'epoch', 'loss')[1]
-        tail = vals[-max(1, len(vals) // 5):]
-        return sum(tail) / len(tail) if tail else None
-    value = last_value(run, y)
-    return 100 * value if value is not None and y.endswith('_err') else value
+def pair_by_seed(rows, groups, metrics, b, spec):
+    """Each row's differences to row b, seed by seed: their mean and standard error sd/sqrt(n)."""
+    base = rows[b]
+    base['baseline'] = True
+    for row, group in zip(rows, groups):
+        if not distinct_seeds(group):
+            raise PlotError(f"--baseline pairs runs by seed, but {', '.join(row['runs'])} share a seed")
+        lacking = [s for s in row['seeds'] if s not in base['seeds']]
+        if lacking:
+            raise PlotError(f"--baseline={spec} ({base['setting']}) has no run of seed {lacking[0]}, which "
+                            f"{row['setting']} has: run that seed of the baseline, or leave those runs out")
+        if row is base:
+            continue
+        row['diff'] = {}
+        for m in metrics:
+            base_values = dict(base['metrics'][m]['values'])
+            pairs = [(s, v - base_values[s]) for s, v in row['metrics'][m]['values'] if s in base_values]
+            row['notes'] += [f"seed {s}: no baseline {m}" for s, _ in row['metrics'][m]['values']
+                             if s not in base_values]  # the baseline's row says why
+            d = summary(pairs)
+            d['se'] = d.pop('sd') / math.sqrt(d['n']) if d['sd'] is not None else None
+            row['diff'][m] = d
 
 
-def figure_sphere(runs, smooth):
-    """Figure 2: projected SGD on a sphere. Training loss over epochs per LR, then against the LR
-    (log axis): the level the loss stabilises at, the fine-tuned test error, the Hessian trace.
-    A point is the mean over seeds, its bar the lowest to highest seed (one run: the trace's
-    standard error)."""
-    groups = sorted(seed_groups(runs), key=lr_of)
-    labels = [f"lr={lr_of(g)}" for g in groups]
-    fig, axes = new_figure(4, width=4.4)
-    draw_metric(axes[0, 0], groups, labels, 'epoch', 'loss', smooth, logy=True, with_ema=False)
-    add_legend(axes[0, 0], groups)
-    lrs = [lr_of(g) for g in groups]
-    for ax, y, label in ((axes[0, 1], 'loss', 'training loss, last fifth of the run'),
-                         (axes[0, 2], 'flow_test_err', 'test error after fine-tuning (%)'),
-                         (axes[0, 3], 'flow_trace_hessian', 'Hessian trace after fine-tuning')):
-        points = []
-        for lr, group in zip(lrs, groups):
-            values = [v for v in (sphere_value(run, y) for run in group['runs']) if v is not None]
-            if not values:
-                continue
-            mean = sum(values) / len(values)
-            se = last_value(group['runs'][0], y + '_se') or 0.0  # the trace's standard error
-            points.append((lr, mean, mean - min(values), max(values) - mean) if len(values) > 1
-                          else (lr, mean, se, se))
-        if points:
-            xs, ys, below, above = zip(*points)
-            ax.errorbar(xs, ys, yerr=[below, above] if any(below + above) else None, marker='o', capsize=3)
-        else:
-            ax.text(0.5, 0.5, f"no '{y}' logged", ha='center', va='center', transform=ax.transAxes)
-        ax.set_xscale('log')
-        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])  # the LRs run, not crowded log-scale minor labels
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel('learning rate')
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    return fig
+def table_caption(runs, metrics, at, rows):
+    steps = ' or '.join(dict.fromkeys('epoch' if step_key(r) == 'epoch' else 'iteration' for r in runs))
+    where = {'last': "at each run's last logged value",
+             'drop': "at the LR drop (each run's last eval before its LR falls to its final value)"}
+    base = next((r['setting'] for r in rows if r.get('baseline')), None)
+    paired = f"; Δ: minus {base}, paired by seed, mean ± se (sd/√n)" if base else ''
+    stats = 'mean ± sd over seeds (sample sd, ddof=1)'
+    return f"{', '.join(metrics)} {where.get(at, f'at {steps} {at}')}: {stats}{paired}."
 
 
-def source_name(group):
-    """The folder name of the run a replay follows (config elr_from)."""
-    name = run_folder(group['config']['elr_from']).name
-    return strip_seed(name) if len(group['runs']) > 1 else name
+def plus_minus(mean, spread):
+    """'1.721 ± 0.012': the mean to the decimals that show the spread to two significant digits."""
+    if spread is None or not spread > 0:
+        return f"{mean:.4g}"
+    decimals = 1 - math.floor(math.log10(spread))
+    if decimals > 5 and abs(mean) < 0.01:  # 2.3e-05 ± 1.5e-06 reads better than 0.0000230 ± 0.0000015
+        return f"{mean:.2g} ± {spread:.2g}"
+    return f"{mean:.{max(0, decimals)}f} ± {spread:.{max(0, decimals)}f}"
 
 
-def figure_elr_replay(runs, smooth):
-    """The effective-LR replay: a run with weight decay, one without, and one without weight decay
-    (config elr_from = the first's folder) that sets its LR every step so that its effective LR
-    lr/||w||^2 follows the first's. If the replay matches the wd run, weight decay acted through
-    the effective LR. Panels: effective LR, LR (the replay's grows with ||w||^2), weight norm,
-    training loss, test error (EMA dashed)."""
-    replay = lambda g: bool(g['config'].get('elr_from'))
-    groups = sorted(seed_groups(runs), key=lambda g: (replay(g), -g['config'].get('weight_decay', 0)))
-    labels = [f"replay of {source_name(g)}" if replay(g) else wd_label(g) for g in groups]
-    loss = 'train_loss' if any(group_series(g, 'epoch', 'train_loss')[0] for g in groups) else 'loss'
-    panels = (('eff_lr', True), ('lr', True), ('weight_norm', False), (loss, False), ('test_err', False))
-    fig, axes = new_figure(len(panels), width=4.0)
-    for ax, (y, logy) in zip(axes.flat, panels):
-        if not draw_metric(ax, groups, labels, 'epoch', y, smooth, logy=logy, with_ema=(y == 'test_err')):
-            ax.text(0.5, 0.5, f"no '{y}' logged", ha='center', va='center', transform=ax.transAxes)
-    add_legend(axes[0, 0], groups)
-    return fig
+def markdown_table(rows, metrics, at, caption):
+    """The caption, then a row per setting: mean ± sd, '(2 of 3)' where some seeds have no value."""
+    def cell(s, spread, of):
+        more = f" ({s['n']} of {of})" if s['n'] < of else ''
+        return plus_minus(s['mean'], s[spread]) + more if s['n'] else '–'
+    # where each run's line is its own (last, drop), an `at` column says which it was
+    where = at in ('last', 'drop')
+    paired, notes = any(r.get('baseline') for r in rows), any(r['notes'] for r in rows)
+    head = ['setting', 'seeds'] + ['at'] * where + metrics + [f"Δ {m}" for m in metrics if paired]
+    head += ['notes'] * notes
+    lines = [caption, '', '| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+    for r in rows:
+        cells = [r['setting'], str(len(r['runs']))] + [', '.join(r['at']) or '–'] * where
+        cells += [cell(r['metrics'][m], 'sd', len(r['runs'])) for m in metrics]
+        if paired:
+            cells += [cell(r['diff'][m], 'se', r['metrics'][m]['n']) if 'diff' in r else 'baseline'
+                      for m in metrics]
+        cells += ['; '.join(r['notes'])] * notes
+        lines.append('| ' + ' | '.join(c.replace('|', '\\|') for c in cells) + ' |')
+    return '\n'.join(lines)
 
 
-def figure_llm_cosine(runs, smooth):
-    """Figure 3 left: train loss for each weight decay, the last quarter enlarged, and the
-    validation loss there."""
-    groups = sorted(seed_groups(runs), key=lambda g: g['config'].get('weight_decay', 0))
-    labels = [wd_label(g) for g in groups]
-    fig, axes = new_figure(3)
-    end = max(r['config'].get('max_iters', 0) for r in runs) or max(
-        r.get('iter', 0) for run in runs for r in run['records'])
-    for ax, y, start, title in ((axes[0, 0], 'train_loss', 0.1, 'after the first 10% of training'),
-                                (axes[0, 1], 'train_loss', 0.75, 'last quarter of training'),
-                                (axes[0, 2], 'val_loss', 0.75, 'last quarter of training')):
-        draw_metric(ax, groups, labels, 'iter', y, smooth, with_ema=False)
-        zoom(ax, start * end, end)  # the first steps' drop would flatten everything else
-        ax.set_title(title)
-    add_legend(axes[0, 0], groups)
-    return fig
+def csv_table(rows, metrics):
+    """A header line, then a row per setting: full-precision numbers, empty where there is none."""
+    paired = any(r.get('baseline') for r in rows)
+    head = ['setting', 'seeds', 'at', *[m + s for m in metrics for s in ('', '_sd', '_n')]]
+    head += [f"d_{m}{s}" for m in metrics for s in ('', '_se', '_n')] if paired else []
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(head + ['notes'])
+    for r in rows:
+        cells = [r['setting'], len(r['runs']), ' '.join(r['at'])]
+        cells += [r['metrics'][m][k] for m in metrics for k in ('mean', 'sd', 'n')]
+        if paired:  # none in the baseline's row
+            cells += [r.get('diff', {}).get(m, {}).get(k) for m in metrics for k in ('mean', 'se', 'n')]
+        cells = ['' if c is None else repr(c) if isinstance(c, float) else c for c in cells]
+        writer.writerow(cells + ['; '.join(['baseline'] * bool(r.get('baseline')) + r['notes'])])
+    return out.getvalue().rstrip('\n')
 
 
-def zoom(ax, x0, x1):
-    """Limit a panel to x0..x1 and fit the y range to the lines and seed bands drawn there."""
-    points = [p for line in ax.get_lines() for p in zip(line.get_xdata(), line.get_ydata())]
-    points += [tuple(v) for band in ax.collections for path in band.get_paths() for v in path.vertices]
-    ys = [y for x, y in points if x0 <= x <= x1]
-    ax.set_xlim(x0, x1)
-    if ys:
-        pad = 0.05 * (max(ys) - min(ys) or 1e-3)
-        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+def print_table(paths, opts, given):
+    """--table: check the table's options, read the runs, print the table (stdout)."""
+    drawing = [k for k in FIGURE_OPTIONS if k in given]
+    if drawing:
+        raise PlotError(f"--table prints a table and --{drawing[0]} is for figures: give one or the other "
+                        f"(send the table to a file with > FILE)")
+    at = int(opts['at']) if opts['at'].isdigit() else opts['at']
+    if at not in ('last', 'drop') and not isinstance(at, int):
+        raise PlotError(f"--at={opts['at']}: expected an iteration (GPT) / epoch (ResNet), last or drop")
+    fmt = {'md': 'markdown'}.get(opts['format'], opts['format'])
+    if fmt not in ('markdown', 'csv', 'json'):
+        raise PlotError(f"--format={opts['format']}: expected markdown, csv or json")
+    metrics = [m for m in opts['table'].split(',') if m]
+    if not metrics:
+        raise PlotError("--table= names no metric: e.g. --table=train_loss,val_loss")
+    runs = load_runs(paths)
+    logged = {k for run in runs for r in run['records'] for k in r}
+    for m in metrics:
+        if m not in logged:
+            close = difflib.get_close_matches(m, logged, n=1)
+            raise PlotError(f"no run logged {m!r}" + (f"; did you mean {close[0]!r}?" if close else ''))
+    rows = table_rows(runs, metrics, at, opts['baseline'])
+    caption = table_caption(runs, metrics, at, rows)
+    if fmt == 'json':
+        print(json.dumps({'caption': caption, 'metrics': metrics, 'at': at, 'rows': rows}, indent=1))
+    else:
+        print(csv_table(rows, metrics) if fmt == 'csv' else markdown_table(rows, metrics, at, caption))
+    return 0
 
 
-def parent_iter(run):
-    """For a fine-tuning run (init_from=out/PARENT/ckpt.pt): the parent's last logged iteration."""
-    init = run['config'].get('init_from', 'scratch')
-    if init in ('scratch', 'resume'):
-        return None
-    records = read_log(Path(init).parent / 'log.jsonl')
-    return max((r['iter'] for r in records if 'iter' in r), default=None)
-
-
-def figure_llm_finetune(runs, smooth):
-    """Figure 3 right: constant-LR runs, each followed by its tiny-LR fine-tuning (drawn from the
-    parent's last iteration on); the fine-tuning enlarged on the right."""
-    groups = sorted(seed_groups(runs), key=lambda g: g['config'].get('weight_decay', 0))  # colors in wd order
-    offsets = [parent_iter(g['runs'][0]) for g in groups]
-    labels = [f"{wd_label(g)}, " + ('fine-tuned at tiny LR' if off is not None else 'constant LR')
-              for g, off in zip(groups, offsets)]
-    colors, _ = colors_and_labels([wd_label(g) for g in groups])  # a run and its fine-tuning share a color
-    _, shown = colors_and_labels(labels)
-    fig, axes = new_figure(2)
-    for group, offset, color, label in zip(groups, offsets, colors, shown):
-        xs, ys, lo, hi = group_series(group, 'iter', 'train_loss', smooth)
-        xs = [x + (offset or 0) for x in xs]
-        for ax in axes.flat:
-            ax.plot(xs, ys, color=color, linestyle='--' if offset is not None else '-',
-                    label=seed_label(label, group))
-            draw_band(ax, xs, lo, hi, color)
-    for ax in axes.flat:
-        ax.set_xlabel(X_LABELS['iter'])
-        ax.set_ylabel(LABELS['train_loss'])
-        ax.grid(alpha=0.3)
-    add_legend(axes[0, 0], groups)
-    starts = [o for o in offsets if o is not None]
-    if starts:
-        end = max(x for line in axes[0, 1].get_lines() for x in line.get_xdata())
-        zoom(axes[0, 1], min(starts) - 0.1 * (end - min(starts)), end)
-        axes[0, 1].set_title('the fine-tuning, enlarged')
-    return fig
-
-
-def figure_bf16(runs, smooth):
-    """Figure 4: training loss in bfloat16 with and without weight decay (and float32); a cross
-    marks a divergence."""
-    groups = seed_groups(runs)
-    labels = [f"{g['config'].get('dtype', '?')}, {wd_label(g)}" for g in groups]
-    fig, axes = new_figure(1, width=6.5)
-    draw_metric(axes[0, 0], groups, labels, 'iter', 'loss', smooth, with_ema=False)
-    add_legend(axes[0, 0], groups)
-    return fig
-
-
-def optimizer_label(group):
-    """'AdamW, wd 0.1 on matrices', 'Adam + L2 0.0001', 'SGD + L2 0.0001': the appendix's variants."""
-    c = group['config']
-    name = 'SGD' if c.get('optimizer') == 'sgd' else 'Adam' if c.get('wd_mode') == 'l2' else 'AdamW'
-    decay = f"L2 {c.get('weight_decay')}" if c.get('wd_mode') == 'l2' else f"wd {c.get('weight_decay')}"
-    return f"{name}{' + ' if c.get('wd_mode') == 'l2' else ', '}{decay} on {c.get('wd_params', 'matrices')}"
-
-
-def figure_appendix(runs, smooth):
-    """Appendix: decayed parameters, coupled L2 and SGD against AdamW: train and val loss, token error."""
-    groups = seed_groups(runs)
-    labels = [optimizer_label(g) for g in groups]
-    fig, axes = new_figure(3)
-    for ax, y in zip(axes[0], ('train_loss', 'val_loss', 'val_err')):
-        draw_metric(ax, groups, labels, 'iter', y, smooth, with_ema=False)
-    add_legend(axes[0, 0], groups)
-    return fig
-
-
-def figure_effective_lr(runs, smooth):
-    """Section 3: Adam's effective LR, the weight norm, and the angular update against its
-    rotational-equilibrium prediction (dotted)."""
-    groups = seed_groups(runs)
-    labels = legend_labels(groups)
-    fig, axes = new_figure(3)
-    draw_metric(axes[0, 0], groups, labels, 'iter', 'adam_elr', smooth, logy=True, with_ema=False)
-    draw_metric(axes[0, 1], groups, labels, 'iter', 'decayed_norm', smooth, with_ema=False)
-    draw_metric(axes[0, 2], groups, labels, 'iter', 'angular_update', smooth, logy=True, with_ema=False)
-    colors, shown = colors_and_labels(labels)
-    for group, color, label in zip(groups, colors, shown):
-        xs, ys = group_series(group, 'iter', 'angular_update_eq')[:2]
-        name = f"{label} (equilibrium)" if label != '_nolegend_' else label
-        axes[0, 2].plot(xs, ys, color=color, linestyle=':', label=seed_label(name, group))
-    add_legend(axes[0, 2], groups)
-    return fig
-
-
-def optimizer_title(group):
-    """'adamw, wd_mode=l2, wd=0.1' from a run's config (train_resnet.py has no optimizer key: SGD)."""
-    cfg = group['config']
-    optimizer = cfg.get('optimizer') or ('sgd' if group.get('kind') == 'ResNet' else '?')
-    return f"{optimizer}, wd_mode={cfg.get('wd_mode', 'decoupled')}, wd={cfg.get('weight_decay', 0)}"
-
-
-def figure_rotation(runs, smooth):
-    """Rotational equilibrium, one panel per run (or seed group): the angle each decayed tensor
-    turns in one step, its 10th-90th percentile over the tensors shaded, the mean a line, the
-    equilibrium prediction dashed (averaged over seeds). With AdamW every matrix settles at the
-    predicted angle (a narrow band on the dashed line); Adam + L2 has no prediction and leaves
-    the layers at different angles (a wide band)."""
-    groups = seed_groups(runs)
-    ncols = min(len(groups), 3)
-    fig, axes = new_figure(ncols, math.ceil(len(groups) / ncols), width=4.6, sharey=True)
-    drawn = []
-    for ax, group in zip(axes.flat, groups):
-        x = 'epoch' if group.get('kind') == 'ResNet' else 'iter'
-        xs, mean = group_series(group, x, 'angular_update', smooth)[:2]
-        p10, p90 = (dict(zip(*group_series(group, x, f'angular_update_{p}', smooth)[:2])) for p in ('p10', 'p90'))
-        xb = [v for v in p10 if v in p90]  # older logs have neither: the mean alone
-        draw_band(ax, xb, [p10[v] for v in xb], [p90[v] for v in xb], 'C0', alpha=0.25,
-                  label='10th-90th percentile of the tensors')
-        if xs:
-            ax.plot(xs, mean, color='C0', label='mean over the tensors')
-            ax.set_yscale('log')
-            drawn.append(group)
-        else:
-            ax.text(0.5, 0.5, "no 'angular_update' logged", ha='center', va='center', transform=ax.transAxes)
-        eq = [(v, y) for v, y in zip(*group_series(group, x, 'angular_update_eq', smooth)[:2]) if y > 0]
-        if eq:  # none for Adam + L2; 0 without weight decay
-            ax.plot(*zip(*eq), color='k', linestyle='--', label='equilibrium prediction')
-        elif xs:
-            ax.text(0.03, 0.03, 'no equilibrium predicted', transform=ax.transAxes, fontsize=8, color='gray')
-        ax.set_title(f"{seed_label(group['name'], group)}\n{optimizer_title(group)}", fontsize='medium')
-        ax.set_xlabel(X_LABELS[x])
-        ax.set_ylabel('angle per step (rad)')
-        ax.grid(alpha=0.3)
-        add_legend(ax, [], fontsize='x-small')
-    for ax in list(axes.flat)[len(groups):]:
-        ax.set_visible(False)
-    if not drawn:
-        plt.close(fig)
-        raise PlotError("none of the runs logged angular_update")
-    return fig
-
-
-FIGURES = {'vision_grid': figure_vision_grid, 'weight_norm': figure_weight_norm,
-           'sphere': figure_sphere, 'elr_replay': figure_elr_replay, 'llm_cosine': figure_llm_cosine,
-           'llm_finetune': figure_llm_finetune, 'bf16': figure_bf16, 'effective_lr': figure_effective_lr,
-           'rotation': figure_rotation, 'appendix': figure_appendix}
-# the kind of run each preset is made for (check_kinds); absent: either kind
-FIGURE_KINDS = {'vision_grid': 'ResNet', 'weight_norm': 'ResNet', 'sphere': 'ResNet', 'elr_replay': 'ResNet',
-                'llm_cosine': 'GPT', 'llm_finetune': 'GPT', 'bf16': 'GPT', 'appendix': 'GPT'}
-
+# -----------------------------------------------------------------------------
+# the command line
 
 def check_output(out):
     """Raise PlotError unless the figure can be written to out (a known format, a writable folder)."""
@@ -651,17 +631,34 @@ def check_output(out):
         raise PlotError(f"--out={out}: {folder} is not a writable folder")
 
 
+def help_text():
+    """The docstring, then every preset of figures.py with its line, then the options."""
+    from figures import FIGURES
+    width = max(map(len, FIGURES))
+    kinds = {'GPT': ' (GPT)', 'ResNet': ' (ResNet)'}
+    presets = [f"    {name:<{width}}  {p['help']}{kinds.get(p['kind'], '')}" for name, p in FIGURES.items()]
+    options = 'options: ' + ', '.join(f"--{k}={v!r}" for k, v in OPTIONS.items())
+    head = 'Presets (--figure=NAME, in figures.py), one per figure of the paper:'
+    return '\n'.join([__doc__.strip(), '', head, *presets, '', options])
+
+
 def main(argv):
     if any(a in ('-h', '--help') for a in argv):
-        print(__doc__.strip() + '\n\noptions: ' + ', '.join(f"--{k}={v!r}" for k, v in OPTIONS.items()))
+        print(help_text())
         return 0
+    from figures import FIGURES  # the presets build on this file: imported once it is whole
     paths = [a for a in argv if not a.startswith('-')]
     try:
         opts = apply_args(OPTIONS, [a for a in argv if a.startswith('-')])
     except ConfigError as e:
         raise PlotError(str(e)) from None
+    given = {a[2:].split('=', 1)[0] for a in argv if a.startswith('--')}
     if not paths:
         raise PlotError("no run folders given: python plot.py out/RUN_A out/RUN_B ... [--out=FILE.png]")
+    if opts['table']:
+        return print_table(paths, opts, given)
+    if given & set(TABLE_OPTIONS):
+        raise PlotError(f"--{min(given & set(TABLE_OPTIONS))} is an option of tables: add --table=METRICS")
     if opts['smooth'] < 1:
         raise PlotError(f"--smooth must be >= 1, got {opts['smooth']}")
     if opts['figure'] and opts['figure'] not in FIGURES:
@@ -669,9 +666,10 @@ def main(argv):
     check_output(Path(opts['out']))
     runs = load_runs(paths)
     ys = [y for y in opts['y'].split(',') if y]
-    check_kinds(runs, opts['figure'], opts['x'], ys)
-    if opts['figure']:
-        fig = FIGURES[opts['figure']](runs, opts['smooth'])
+    preset = FIGURES.get(opts['figure'])
+    check_kinds(runs, opts['figure'], preset['kind'] if preset else None, opts['x'], ys)
+    if preset:
+        fig = preset['draw'](runs, opts['smooth'])
     else:
         x, default_ys = default_axes(runs)
         fig = plot_runs(runs, opts['x'] or x, ys or default_ys, opts['smooth'], opts['logy'])
@@ -683,15 +681,23 @@ def main(argv):
     return 0
 
 
-if __name__ == '__main__':
+def cli(argv):
+    """main(argv) as a command: bad input is one line on stderr and exit status 2."""
     try:
-        sys.exit(main(sys.argv[1:]))
+        return main(argv)
     except PlotError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except OSError as e:  # met while writing (disk full, ...): a fault, not bad input
-        print(f"error: cannot write {e.filename or 'the figure'}: {e.strerror}", file=sys.stderr)
-        sys.exit(1)
+        print(f"error: cannot write {e.filename or 'the output'}: {e.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
+
+
+if __name__ == '__main__':
+    # figures.py imports this file as the module `plot`; run that module, so that its presets and its
+    # PlotError are the ones main() sees (this file run as a script is a second copy, named __main__)
+    import plot
+    sys.exit(plot.cli(sys.argv[1:]))

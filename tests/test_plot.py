@@ -1,10 +1,13 @@
+import csv
 import io
 import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import figures
 import plot
 import run_io
 from conftest import run_script
@@ -80,7 +83,7 @@ def band_limits(band, xs):
 
 
 def test_the_appendix_preset_names_each_optimizer_and_decay():
-    label = lambda **c: plot.optimizer_label({'config': c})
+    label = lambda **c: figures.optimizer_label({'config': c})
     assert label(optimizer='adamw', wd_mode='decoupled', weight_decay=0.1, wd_params='all') == 'AdamW, wd 0.1 on all'
     assert label(optimizer='adamw', wd_mode='l2', weight_decay=1e-4) == 'Adam + L2 0.0001 on matrices'
     assert label(optimizer='sgd', wd_mode='l2', weight_decay=1e-4) == 'SGD + L2 0.0001 on matrices'
@@ -132,7 +135,7 @@ def test_every_preset_draws_seeds_as_their_mean_and_band(tmp_path, figure):
         metric = PRESET_METRICS[figure]
         scale = 100 if metric.endswith('_err') else 1  # errors are drawn in percent
         expected.append([scale * (a[metric] + b[metric]) / 2 for a, b in zip(lines[0], lines[1])])
-    fig = plot.FIGURES[figure](plot.load_runs(paths), 1)
+    fig = figures.FIGURES[figure]['draw'](plot.load_runs(paths), 1)
     solid = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == '-']
     assert solid and all(line.get_label().endswith('(2 seeds)') for line in solid)  # one line per setting
     for line in solid:
@@ -176,6 +179,11 @@ def test_gpt_and_resnet_runs_together_exit_2_saying_how_to_split_them(tmp_path, 
     assert capsys.readouterr().err == '' and (tmp_path / 'f.png').exists()
     lines = plot.plot_runs(plot.load_runs(paths), 'iter', ['weight_norm']).axes[0].get_lines()
     assert [line.get_label() for line in lines] == ['GPT: wd=0.0', 'GPT: wd=0.1', 'ResNet: resnet']
+    # the preset's kind, registered beside it: rotation gives each run a panel and an x axis of its own
+    runs = plot.load_runs(paths)
+    plot.check_kinds(runs, 'rotation', figures.FIGURES['rotation']['kind'])
+    with pytest.raises(plot.PlotError, match='--figure=effective_lr draws one kind of run, GPT or ResNet'):
+        plot.check_kinds(runs, 'effective_lr', figures.FIGURES['effective_lr']['kind'])
 
 
 def test_rotation_figure_draws_the_tensor_spread_the_mean_and_the_prediction(tmp_path):
@@ -191,7 +199,7 @@ def test_rotation_figure_draws_the_tensor_spread_the_mean_and_the_prediction(tmp
     paths.append(fake_run(tmp_path / 'resnet', {'weight_decay': 0.05, 'wd_mode': 'decoupled', 'epochs': 3},
                           [{'iter': 10 * e, 'epoch': e, 'eval': True, 'angular_update': 0.1 / e, 'angular_update_p10':
                             0.05 / e, 'angular_update_p90': 0.2 / e, 'angular_update_eq': 0.08} for e in (1, 2, 3)]))
-    seeds, l2, old, resnet = [ax for ax in plot.figure_rotation(plot.load_runs(paths), 1).axes if ax.get_visible()]
+    seeds, l2, old, resnet = [ax for ax in figures.figure_rotation(plot.load_runs(paths), 1).axes if ax.get_visible()]
     assert 'adamw (2 seeds)' in seeds.get_title() and 'adamw, wd_mode=decoupled, wd=0.1' in seeds.get_title()
     assert 'wd_mode=l2' in l2.get_title() and 'wd=0.3' in old.get_title()
     assert 'sgd, wd_mode=decoupled, wd=0.05' in resnet.get_title() and resnet.get_xlabel() == 'epoch'
@@ -219,7 +227,7 @@ def test_elr_replay_figure_labels_the_wd_run_the_run_without_and_the_replay(tmp_
     source = fake_run(tmp_path / 'src', {**base, 'weight_decay': 0.05}, lines(1.0, 0.3))
     nowd = fake_run(tmp_path / 'nowd', {**base, 'weight_decay': 0}, lines(1.0, 0.4))
     replay = fake_run(tmp_path / 'replay', {**base, 'weight_decay': 0, 'elr_from': str(source)}, lines(1.5, 0.31))
-    fig = plot.figure_elr_replay(plot.load_runs([replay, nowd, source]), 1)
+    fig = figures.figure_elr_replay(plot.load_runs([replay, nowd, source]), 1)
     panels = [ax for ax in fig.axes if ax.get_lines()]
     assert [ax.get_ylabel() for ax in panels] == [plot.LABELS[k] for k in ('eff_lr', 'lr', 'weight_norm',
                                                                           'train_loss', 'test_err')]
@@ -230,7 +238,7 @@ def test_elr_replay_figure_labels_the_wd_run_the_run_without_and_the_replay(tmp_
     # a replay whose source is not among the runs (or is gone) still plots, under the source's name
     gone = fake_run(tmp_path / 'replay2', {**base, 'weight_decay': 0, 'elr_from': str(tmp_path / 'gone')},
                     lines(1.5, 0.31))
-    fig = plot.figure_elr_replay(plot.load_runs([nowd, gone]), 1)
+    fig = figures.figure_elr_replay(plot.load_runs([nowd, gone]), 1)
     assert len([ax for ax in fig.axes if ax.get_lines()]) == 5
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ['wd=0', 'replay of gone']
 
@@ -289,13 +297,13 @@ def panels_with_lines(fig):
 def test_each_preset_draws_all_its_panels_from_real_runs(real_runs, figure, runs, n_panels):
     with warnings.catch_warnings():  # no matplotlib warning (constrained layout, empty legend) on normal use
         warnings.simplefilter('error')
-        fig = plot.FIGURES[figure](plot.load_runs([real_runs / r for r in runs]), 1)
+        fig = figures.FIGURES[figure]['draw'](plot.load_runs([real_runs / r for r in runs]), 1)
         fig.savefig(io.BytesIO(), format='png')
     assert len(panels_with_lines(fig)) == n_panels
 
 
 def test_finetune_preset_starts_the_finetuning_where_its_parent_ended(real_runs):
-    fig = plot.figure_llm_finetune(plot.load_runs([real_runs / 'gpt_wd0.5', real_runs / 'gpt_wd0.5_ft']), 1)
+    fig = figures.figure_llm_finetune(plot.load_runs([real_runs / 'gpt_wd0.5', real_runs / 'gpt_wd0.5_ft']), 1)
     parent, child = fig.axes[0].get_lines()[:2]
     assert child.get_linestyle() == '--' and min(child.get_xdata()) == max(parent.get_xdata()) == 20
 
@@ -346,4 +354,198 @@ def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_ne
     for run, keys in needs.items():
         evals = [r for r in run_io.read_log(tmp_path / run / 'log.jsonl') if r.get('eval')]
         assert evals and all(isinstance(evals[-1].get(k), float) for k in keys), (run, evals[-1:])
-    assert plot.parent_iter(plot.load_run(tmp_path / 'const_ft')) == 4  # the fine-tuning continues at 4
+    assert figures.parent_iter(plot.load_run(tmp_path / 'const_ft')) == 4  # the fine-tuning continues at 4
+
+
+# -----------------------------------------------------------------------------
+# a legend names every setting it draws; tables of the same settings, on seeds of short real GPT runs
+
+@pytest.fixture(scope='module')
+def seed_runs(char_data, tmp_path_factory):
+    """Real runs of 20 iterations (evals every 5, a cosine to min_lr at 20): wd 0 and 0.1 on three seeds;
+    wd 0.1 on every parameter, two seeds (claim 7 beside claim 4: one wd, two settings); lr 15, three seeds,
+    where some diverge; wd 0.3, two seeds, one of them cut at iteration 10 as a run still running is."""
+    root = tmp_path_factory.mktemp('seed_runs')
+    gpt = [*GPT_TINY, f'--data_dir={char_data}', '--max_iters=20']
+    settings = {'wd0': ['--weight_decay=0'], 'wd0.1': ['--weight_decay=0.1'],
+                'wd0.1_wd_paramsall': ['--weight_decay=0.1', '--wd_params=all'],
+                'lr15': ['--learning_rate=15', '--min_lr=0'], 'wd0.3': ['--weight_decay=0.3']}
+    for name, args in settings.items():
+        for seed in (0, 1) if name in ('wd0.1_wd_paramsall', 'wd0.3') else (0, 1, 2):
+            out = run_script('train_gpt.py', *gpt, *args, f'--seed={seed}',
+                             f'--out_dir={root}/cos_{name}_seed{seed}')
+            assert out.returncode == (1 if 'diverged' in out.stderr else 0), out.stderr[-2000:]
+    run_io.trim_log(root / 'cos_wd0.3_seed1' / 'log.jsonl', 10)  # its log as it was at iteration 10
+    return root
+
+
+def runs_of(root, *settings):
+    return plot.load_runs([p for s in settings for p in sorted(root.glob(f'cos_{s}_seed*'))])
+
+
+def test_a_preset_labelled_by_wd_names_two_settings_of_one_wd_apart(seed_runs, tmp_path):
+    # the docs' command `out/mini_llm_cosine_wd0* --figure=llm_cosine` also matches claim 7's runs on all
+    # parameters: llm_cosine labels by wd, and drew both as one orange "wd=0.1"
+    runs = runs_of(seed_runs, 'wd0.1', 'wd0.1_wd_paramsall')
+    fig = figures.FIGURES['llm_cosine']['draw'](runs, 1)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts == ['wd=0.1, wd_params=matrices (3 seeds)', 'wd=0.1, wd_params=all (2 seeds)']
+    solid = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == '-']
+    assert len(solid) == 2 and solid[0].get_color() != solid[1].get_color()
+    out = run_plot(*[r['path'] for r in runs], '--figure=llm_cosine', f'--out={tmp_path}/f.png')
+    assert out.returncode == 0 and out.stderr == '', out.stderr
+
+
+@pytest.mark.parametrize('name', figures.FIGURES)
+def test_no_preset_draws_two_settings_under_one_label(tmp_path, name):
+    # two settings that differ only in a key no preset labels by (beta2), two seeds each, in folders of
+    # the same names (out_a/run_seed0, out_b/run_seed0, ...)
+    names = sorted(set(PRESET_METRICS.values()) | {'val_loss', 'val_err', 'decayed_norm', 'angular_update',
+                                                   'angular_update_eq', 'flow_test_err', 'test_err_ema'})
+    paths = [fake_run(tmp_path / f'out_{ab}' / f'run_seed{seed}',
+                      {'lr': 0.1, 'weight_decay': 0.1, 'beta2': beta2, 'seed': seed},
+                      [hand_made_line(names, step, 0.1, seed) for step in (1, 2, 3)])
+             for ab, beta2 in (('a', 0.95), ('b', 0.99)) for seed in (0, 1)]
+    fig = figures.FIGURES[name]['draw'](plot.load_runs(paths), 1)
+    if name == 'rotation':  # a panel per setting, named in its title
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        assert len(titles) == 2 and 'beta2=0.95' in titles[0] and 'beta2=0.99' in titles[1], titles
+        return
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend()]
+    assert legends and all(len(texts) == len(set(texts)) for texts in legends), legends
+    assert [t for t in legends[0] if 'beta2=0.95' in t] and [t for t in legends[0] if 'beta2=0.99' in t]
+    solid = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == '-']
+    assert len({line.get_color() for line in solid}) == 2  # and two colors
+
+
+def logged(run, metric, at, eval_line=True):
+    """The metric at iteration (GPT) / epoch (ResNet) `at`, read from the log file itself."""
+    key = 'epoch' if run['kind'] == 'ResNet' else 'iter'
+    with open(Path(run['path']) / 'log.jsonl') as f:
+        lines = [json.loads(line) for line in f]
+    return next(r[metric] for r in lines if r.get(key) == at and bool(r.get('eval')) == eval_line and metric in r)
+
+
+def test_table_rows_are_the_figures_settings_with_their_seeds_statistics(seed_runs, monkeypatch):
+    runs = runs_of(seed_runs, 'wd0', 'wd0.1', 'wd0.1_wd_paramsall')
+    grouped = []
+    seed_groups = plot.seed_groups
+    monkeypatch.setattr(plot, 'seed_groups', lambda *a, **k: grouped.append(seed_groups(*a, **k)) or grouped[-1])
+    rows = plot.table_rows(runs, ['train_loss', 'val_loss', 'loss'], 10, baseline='wd=0')
+    # the settings of the figures: the groups seed_groups made, labelled as the generic figure's legend
+    groups, = grouped
+    assert [row['runs'] for row in rows] == [[r['name'] for r in g['runs']] for g in groups]
+    assert [row['runs'] for row in rows] == [[f'cos_{s}_seed{i}' for i in range(n)]
+                                             for s, n in (('wd0', 3), ('wd0.1', 3), ('wd0.1_wd_paramsall', 2))]
+    lines = plot.plot_runs(runs, 'iter', ['train_loss']).axes[0].get_lines()
+    assert [line.get_label() for line in lines if line.get_linestyle() == '-'] == [
+        f"{row['setting']} ({len(row['runs'])} seeds)" for row in rows]
+    # each metric at iteration 10 exactly, eval lines for the eval metrics and training lines for loss;
+    # mean and sample sd over seeds, and differences to wd=0 paired by seed with their standard error
+    base = {m: np.array([logged(r, m, 10, m != 'loss') for r in groups[0]['runs']]) for m in ('train_loss', 'loss')}
+    for row, group in zip(rows, groups):
+        assert row['at'] == ['iter 10'] and row['notes'] == []
+        for m in ('train_loss', 'val_loss', 'loss'):
+            values = np.array([logged(r, m, 10, m != 'loss') for r in group['runs']])
+            stats = row['metrics'][m]
+            assert stats['n'] == len(values) and stats['mean'] == pytest.approx(values.mean(), rel=1e-12)
+            assert stats['sd'] == pytest.approx(values.std(ddof=1), rel=1e-9)
+            if m in base and not row.get('baseline'):
+                d = values - base[m][:len(values)]  # seeds 0, 1(, 2) against the baseline's seeds 0, 1(, 2)
+                assert row['diff'][m]['mean'] == pytest.approx(d.mean(), rel=1e-9)
+                assert row['diff'][m]['se'] == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)), rel=1e-9)
+    assert rows[0].get('baseline') and 'diff' not in rows[0]
+
+
+def test_table_at_the_last_value_and_at_the_lr_drop(seed_runs, real_runs):
+    runs = runs_of(seed_runs, 'wd0')
+    last, = plot.table_rows(runs, ['val_loss', 'loss'], 'last')
+    assert last['at'] == ['iter 20']
+    assert last['metrics']['val_loss']['mean'] == pytest.approx(np.mean([logged(r, 'val_loss', 20) for r in runs]))
+    # a cosine to min_lr at iteration 20, evals every 5: the last eval above min_lr is iteration 15
+    drop, = plot.table_rows(runs, ['val_loss', 'loss'], 'drop')
+    assert drop['at'] == ['iter 15']
+    assert all(logged(r, 'lr', 15) > r['config']['min_lr'] == logged(r, 'lr', 20) for r in runs)
+    assert drop['metrics']['loss']['mean'] == pytest.approx(np.mean([logged(r, 'loss', 15, False) for r in runs]))
+    # ResNet: --at counts epochs; lr_flow from epoch 3 of 4 (first_decay=0.5), evals at 2 and 4: the drop is 2
+    resnet = [plot.load_run(real_runs / 'resnet_lr0.1_wd0.05')]
+    row, = plot.table_rows(resnet, ['test_err', 'loss'], 'drop')
+    assert row['at'] == ['epoch 2'] and row['metrics']['test_err']['mean'] == logged(resnet[0], 'test_err', 2)
+    row, = plot.table_rows(resnet, ['test_err', 'loss'], 3)  # no eval at epoch 3: said so, not interpolated
+    assert row['metrics']['test_err']['n'] == 0 and row['notes'] == ['seed 0: no test_err at epoch 3']
+    assert row['metrics']['loss']['mean'] == logged(resnet[0], 'loss', 3, False)
+    row, = plot.table_rows([plot.load_run(real_runs / 'gpt_wd0.5_ft')], ['train_loss'], 'drop')  # constant LR
+    assert row['metrics']['train_loss']['n'] == 0 and 'no LR drop' in row['notes'][0]
+
+
+def test_table_names_the_seeds_that_diverged_or_have_not_finished_and_leaves_them_out(seed_runs):
+    runs = runs_of(seed_runs, 'lr15', 'wd0.3')
+    diverged = {r['config']['seed']: next(x['iter'] for x in r['records'] if x.get('diverged'))
+                for r in runs if any(x.get('diverged') for x in r['records'])}
+    assert 0 < len(diverged) < 3, "lr=15 no longer diverges on some seeds only: pick another learning rate"
+    lr15, wd03 = plot.table_rows(runs, ['train_loss'], 'last')
+    assert lr15['metrics']['train_loss']['n'] == 3 - len(diverged)
+    assert lr15['notes'] == [f"seed {s} diverged at iter {i}" for s, i in sorted(diverged.items())]
+    assert wd03['metrics']['train_loss']['n'] == 1 and wd03['notes'] == ['seed 1 not finished: iter 10 of 20']
+    assert wd03['metrics']['train_loss']['mean'] == logged(runs[3], 'train_loss', 20)
+    # at an iteration before the divergence every seed has its value, and the note stays
+    lr15, wd03 = plot.table_rows(runs, ['train_loss'], 5)
+    assert lr15['metrics']['train_loss']['n'] == 3 and len(lr15['notes']) == len(diverged)
+    assert wd03['metrics']['train_loss']['n'] == 2
+    table = run_plot(*[r['path'] for r in runs], '--table=train_loss').stdout
+    assert f"({3 - len(diverged)} of 3) | seed {min(diverged)} diverged at iter {diverged[min(diverged)]}" in table
+    assert '(1 of 2) | seed 1 not finished: iter 10 of 20 |' in table
+
+
+def test_table_csv_and_json_parse_back_to_the_same_numbers(seed_runs):
+    paths = [r['path'] for r in runs_of(seed_runs, 'wd0', 'wd0.1', 'wd0.3')]
+    args = [*paths, '--table=val_loss,loss', '--at=drop', '--baseline=weight_decay=0']
+    rows = plot.table_rows(plot.load_runs(paths), ['val_loss', 'loss'], 'drop', 'weight_decay=0')
+    as_csv = list(csv.DictReader(io.StringIO(run_plot(*args, '--format=csv').stdout)))
+    as_json = json.loads(run_plot(*args, '--format=json').stdout)
+    assert [r['setting'] for r in as_csv] == [r['setting'] for r in as_json['rows']] == [r['setting'] for r in rows]
+    number = lambda text: float(text) if text else None
+    for row, c, j in zip(rows, as_csv, as_json['rows']):
+        for m in ('val_loss', 'loss'):
+            s = row['metrics'][m]
+            assert (number(c[m]), number(c[f'{m}_sd']), int(c[f'{m}_n'])) == (s['mean'], s['sd'], s['n'])
+            assert j['metrics'][m] == {**s, 'values': [list(p) for p in s['values']]}
+            if not row.get('baseline'):
+                d = row['diff'][m]
+                assert (number(c[f'd_{m}']), number(c[f'd_{m}_se']), int(c[f'd_{m}_n'])) == (d['mean'], d['se'], d['n'])
+                assert j['diff'][m]['mean'] == d['mean'] and j['diff'][m]['se'] == d['se']
+    # the markdown: a caption stating what and where, then a table of equal rows, a row per setting
+    md = run_plot(*args).stdout.splitlines()
+    assert md[0].startswith('val_loss, loss at the LR drop') and 'ddof=1' in md[0] and md[1] == ''
+    assert len(md) == 4 + len(rows) and len({line.count(' | ') for line in md[2:]}) == 1
+    assert md[4].startswith('| wd=0.0 | 3 | iter 15 | ') and md[4].count('baseline') == 2
+
+
+def test_table_refuses_bad_input_with_one_line(seed_runs):
+    runs = [r['path'] for r in runs_of(seed_runs, 'wd0', 'wd0.1', 'wd0.1_wd_paramsall')]
+    for args, fragment in [
+        (['--table=val_los'], "no run logged 'val_los'; did you mean 'val_loss'?"),
+        (['--table=loss', '--at=12.5'], '--at=12.5: expected an iteration (GPT) / epoch (ResNet), last or drop'),
+        (['--table=loss', '--at=end'], '--at=end: expected'),
+        (['--table=loss', '--baseline=wd=0.2'], '--baseline=wd=0.2 names no setting; the settings: wd_params=matrices, wd=0.0 | '),
+        (['--table=loss', '--baseline=wd=0.1'], '--baseline=wd=0.1 names 2 settings'),
+        (['--table=loss', '--baseline=lr'], '--baseline=lr: expected key=value'),
+        (['--table=loss', '--baseline=wd_params=all'], 'has no run of seed 2, which wd_params=matrices, wd=0.0 has'),
+        (['--table=loss', '--figure=llm_cosine'], '--table prints a table and --figure is for figures'),
+        (['--table=loss', '--format=xml'], '--format=xml: expected markdown, csv or json'),
+        (['--at=drop'], '--at is an option of tables: add --table=METRICS'),
+    ]:
+        out = run_plot(*runs, *args)
+        assert out.returncode == 2 and out.stdout == '', (args, out.stdout)
+        assert out.stderr.startswith('error: ') and out.stderr.count('\n') == 1 and fragment in out.stderr, out.stderr
+    # the baseline named by several keys, short or as in config.json
+    rows = plot.table_rows(plot.load_runs(runs), ['loss'], 'last', 'weight_decay=0.1,wd_params=matrices')
+    assert [bool(r.get('baseline')) for r in rows] == [False, True, False]
+
+
+def test_help_lists_every_preset_with_its_line():
+    out = run_plot('--help')
+    assert out.returncode == 0 and 'python plot.py out/mini_llm_cosine_* --table=' in out.stdout
+    lines = out.stdout.splitlines()
+    for name, preset in figures.FIGURES.items():
+        assert [line for line in lines if line.split()[:1] == [name] and preset['help'] in line], name
