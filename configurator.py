@@ -55,7 +55,7 @@ RELATIONS = [
     (('decay_lr', 'min_lr', 'learning_rate'),
      lambda c: not (c['decay_lr'] and c['min_lr'] > c['learning_rate']),
      "min_lr ({min_lr}) is above learning_rate ({learning_rate}): the cosine would rise"),
-    (('scale_inv', 'model'), lambda c: not (c['scale_inv'] and c['model'] == 'vgg16'),
+    (('scale_inv', 'arch'), lambda c: not (c['scale_inv'] and c['arch'] == 'vgg16'),
      "vgg16 has no scale-invariant variant (use resnet18 or resnet34preact)"),
     (('scale_inv', 'batch_norm'), lambda c: c['batch_norm'] or not c['scale_inv'],
      "scale_inv needs batch_norm=True"),
@@ -77,6 +77,14 @@ def fail(message):
     """Bad input: one line on stderr and exit status 2, never a traceback (every script's errors)."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def or_fail(function, *args, prefix=''):
+    """function(*args), where a ValueError it raises is bad input: one line (after prefix), exit 2."""
+    try:
+        return function(*args)
+    except ValueError as e:
+        fail(f"{prefix}{e}")
 
 
 def check_bounds(config, choices=None):
@@ -102,8 +110,9 @@ def _unknown_key(key, known, where):
     return ConfigError(f"unknown config key {key!r} in {where}{hint}")
 
 
-def coerce(key, value, default):
-    """Return value converted to the type of default, or raise ConfigError."""
+def coerce(key, value, default, current=None):
+    """Return value converted to the type of default, or raise ConfigError (naming the value in
+    force, current, where a config file changed it from the default)."""
     if default is None:
         return value
     expected = type(default)
@@ -117,10 +126,12 @@ def coerce(key, value, default):
         return value
     name = {bool: 'True or False', int: 'an integer', float: 'a number', str: 'a string',
             tuple: 'a tuple', list: 'a list'}[expected]
-    raise ConfigError(f"{key}: expected {name} (the default is {default!r}), got {value!r}")
+    now = (f"the value in force is {current!r}, the default {default!r}" if current not in (None, default)
+           else f"the default is {default!r}")
+    raise ConfigError(f"{key}: expected {name} ({now}), got {value!r}")
 
 
-def parse_value(key, raw, default):
+def parse_value(key, raw, default, current=None):
     """Parse the text of --key=raw against the default's type."""
     if isinstance(default, bool) and raw.lower() in ('true', 'false'):
         return raw.lower() == 'true'
@@ -130,7 +141,7 @@ def parse_value(key, raw, default):
         value = raw  # a bare string: --init_from=resume, --device=cuda:0
     if isinstance(default, str) and not isinstance(value, str):
         value = raw.lower() if raw.lower() in ('true', 'false') else raw  # --dataset=123 is still a string
-    return coerce(key, value, default)
+    return coerce(key, value, default, current)
 
 
 def read_config_file(path, defaults):
@@ -179,7 +190,7 @@ def apply_args(defaults, args):
         key, raw = arg[2:].split('=', 1)  # a value may itself contain '='
         if key not in defaults:
             raise _unknown_key(key, defaults, 'the command line')
-        config[key] = parse_value(key, raw, defaults[key])
+        config[key] = parse_value(key, raw, defaults[key], config[key])
     return config
 
 
@@ -220,7 +231,7 @@ SHORT_NAMES = {'weight_decay': 'wd', 'learning_rate': 'lr', 'wd_mode': 'wdmode',
                'batch_size': 'bs', 'optimizer': 'opt', 'max_iters': 'iters'}
 # keys that change where and how fast a run goes, not what it learns: left out of run names
 NOT_IN_NAMES = ('out_dir', 'data_dir', 'init_from', 'device', 'compile', 'eval_interval', 'eval_iters',
-                'log_interval', 'eval_every', 'eval_batch_size', 'ckpt_every')
+                'log_interval', 'eval_every', 'eval_batch_size', 'ckpt_every', 'ckpt_minutes')
 
 
 def run_name(prefix, config, argv=None, files=True):

@@ -331,8 +331,21 @@ def param_groups(model, weight_decay, wd_params='matrices'):
     return groups, summary
 
 
+@torch.no_grad()
+def project_to_sphere(params, radius):
+    """w <- radius * w / ||w||, the norm of all the tensors together: projected SGD (the paper's Fig. 2)."""
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params)))
+    torch._foreach_mul_(params, radius / norm)
+
+
 # -----------------------------------------------------------------------------
 # learning-rate schedules: plain functions of the iteration
+
+def set_lr(optimizer, lr):
+    """Give every parameter group this learning rate (the scripts set it before every step or epoch)."""
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+
 
 def cosine_lr(it, lr, min_lr, warmup_iters, decay_iters):
     """Linear warmup to lr, then cosine decay to min_lr at decay_iters, then min_lr."""
@@ -567,6 +580,16 @@ def wd_timescale(lr, weight_decay, wd_mode='decoupled', lr_max=None):
     'cautious' decays only part of the coordinates at each step, and takes longer than tau."""
     rate = _decay_per_step(lr, weight_decay, wd_mode, lr_max)
     return 1 / rate if rate > 0 else float('inf')
+
+
+def timescale_line(tau, total_iters, iters_per_epoch=0):
+    """What a run prints at its start about weight decay's memory tau (wd_timescale), in iterations,
+    epochs and the run's length: how many times the weights are renewed over training."""
+    if tau == float('inf'):
+        return "no weight decay"
+    epochs = f" = {tau / iters_per_epoch:,.1f} epochs" if iters_per_epoch else ''
+    return (f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)){epochs}, "
+            f"{tau / max(total_iters, 1):.2g} x the run's length")
 
 
 def equilibrium_angular_update(optimizer_name, lr, weight_decay, wd_mode='decoupled', lr_max=None,

@@ -399,6 +399,38 @@ def load_image_dataset(data_path, name):
     return splits
 
 
+def images_on_device(splits, device, n_train=0, heldout=False):
+    """(splits, num_classes, mean, inv_std): the splits of load_image_dataset as tensors on the device,
+    {'train': (x, y), 'test': (x, y)}, uint8 images (N, 3, 32, 32) and int64 labels. With n_train,
+    'train' is a class-balanced subset (balanced_subset) and, with heldout, 'heldout' the rest of the
+    training set: images the net never trains on, to choose settings with. mean and inv_std are the
+    channel statistics of the full training set (channel_stats)."""
+    import torch
+    on_device = {s: (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device),
+                     torch.from_numpy(y).to(device)) for s, (x, y) in splits.items()}
+    (train_x, train_y), test_y = on_device['train'], on_device['test'][1]
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    mean, inv_std = channel_stats(train_x)
+    if n_train:
+        subset = torch.from_numpy(balanced_subset(splits['train'][1], n_train, num_classes)).to(device)
+        if heldout:
+            rest = torch.ones(len(train_y), dtype=torch.bool, device=device)
+            rest[subset] = False
+            on_device['heldout'] = (train_x[rest], train_y[rest])
+        on_device['train'] = (train_x[subset], train_y[subset])
+    return on_device, num_classes, mean, inv_std
+
+
+def channel_stats(images):
+    """(mean, 1/std) per channel of uint8 images (N, 3, H, W), in pixel units, shaped (1, 3, 1, 1) to
+    normalise a batch; summed in float64 over chunks of 5,000 images, so no float copy of them all."""
+    import torch
+    sums = sum(torch.stack([c.double().sum((0, 2, 3)), c.double().square().sum((0, 2, 3))])
+               for c in images.split(5000))
+    mean, square = sums / (images.numel() // 3)
+    return mean.float().view(1, 3, 1, 1), (square - mean ** 2).rsqrt().float().view(1, 3, 1, 1)
+
+
 def balanced_subset(labels, n, num_classes):
     """Sorted indices of the first n/num_classes images of each class (numpy labels): a class-balanced
     subset in dataset order; exit 2 if the classes do not have that many."""

@@ -69,9 +69,16 @@ def check_run_dir(out_dir, init_from):
         fail(f"cannot write the run folder {out_dir}: {why}; pick another --out_dir")
 
 
-def load_start(path, script, needed):
-    """The checkpoint a run resumes or fine-tunes from, on the CPU (RNG states must stay there);
-    exit 2 if it cannot be read or was not written by `script`."""
+def load_start(init_from, out_dir, script, needed, shape_keys, config, overrides):
+    """The checkpoint a run starts from, on the CPU (RNG states must stay there): None from scratch,
+    out_dir's ckpt.pt to resume, the file init_from names to fine-tune. The keys that shape the model
+    and its data (shape_keys) come from it into config. Exit 2 if it cannot be read, was not written
+    by `script` (it lacks a key of `needed`), or an override contradicts its shape."""
+    if init_from == 'scratch':
+        return None
+    if init_from == 'resume':
+        check_run_dir(out_dir, init_from)
+    path = Path(out_dir) / 'ckpt.pt' if init_from == 'resume' else init_from
     if not Path(path).is_file():
         fail(f"cannot start from {path}: no such file (init_from must be 'scratch', 'resume' or a "
              f"checkpoint)")
@@ -81,6 +88,7 @@ def load_start(path, script, needed):
         fail(e)
     if not set(needed) <= checkpoint.keys():
         fail(f"{path} is not a {script} checkpoint")
+    config.update(shape_from(checkpoint, config, shape_keys, overrides))
     return checkpoint
 
 
@@ -185,6 +193,12 @@ def mean_over_processes(t):
         t = t.to(run_device)
         dist.all_reduce(t, op=dist.ReduceOp.AVG)
     return t
+
+
+def minutes_passed(since, minutes):
+    """Whether `minutes` have passed since the time.perf_counter() value `since`. Under DDP the processes,
+    whose clocks differ, agree: true if on any of them (a collective, so every process must ask)."""
+    return any_process(time.perf_counter() - since > 60 * minutes)
 
 
 def end_processes(status=None):
@@ -396,11 +410,11 @@ def report_faults():
 
 
 class GracefulStop:
-    """SIGINT / SIGTERM set .signum, so the loop can finish its step, checkpoint and exit
-    with 128 + signum; a second signal stops at once (the last checkpoint is still intact)."""
+    """SIGINT / SIGTERM set .signum, so the loop can finish its step (or epoch: `unit`), checkpoint
+    and exit with 128 + signum; a second signal stops at once (the last checkpoint is still intact)."""
 
-    def __init__(self):
-        self.signum = None
+    def __init__(self, unit='step'):
+        self.signum, self.unit = None, unit
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, self._handle)
 
@@ -410,8 +424,8 @@ class GracefulStop:
             os.write(2, f"\nerror: {name} again: stopped at once; the last checkpoint is kept\n".encode())
             os._exit(128 + signum)
         self.signum = signum
-        os.write(2, f"\n{name}: stopping after this step, with a checkpoint (send it again to stop "
-                    f"at once)\n".encode())
+        os.write(2, f"\n{name}: stopping after this {self.unit}, with a checkpoint (send it again to "
+                    f"stop at once)\n".encode())
 
     def requested(self, can_agree=True):
         """True once a signal arrived. Under DDP the processes agree first (a collective), only at
@@ -427,6 +441,47 @@ class GracefulStop:
             print(f"stopped by {signal.Signals(signum).name}: {where}; continue with --init_from=resume",
                   file=sys.stderr, flush=True)
         end_processes(128 + signum)
+
+
+def gpt_eval_line(record):
+    """The GPT eval line on the terminal: losses, error, the EMA's loss, the angle and its prediction."""
+    angle = '' if record['angular_update'] is None else f" | angle {record['angular_update']:.2e}"
+    if angle and record['angular_update_eq']:
+        angle += f" (eq {record['angular_update_eq']:.2e})"
+    return (f"=== eval iter {record['iter']:>6} | train {record['train_loss']:.4f} | "
+            f"val {record['val_loss']:.4f} ({100 * record['val_err']:.1f}% err) | "
+            f"ema val {record['val_loss_ema']:.4f}{angle} ===")
+
+
+def gpt_log_line(record, eta):
+    """The GPT training line on the terminal, one per log_interval, with the time left."""
+    mfu = f" | mfu {100 * record['mfu']:4.1f}%" if 'mfu' in record else ''
+    return (f"iter {record['iter']:>6} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+            f"|g| {record['grad_norm']:6.3f} | |w| {record['weight_norm']:7.1f} | "
+            f"{record['tokens_per_s'] / 1e3:6.1f}k tok/s | {record['ms_per_iter']:6.0f} ms/it{mfu} | "
+            f"eta {format_duration(eta)}")
+
+
+def resnet_header():
+    return (f"\n{'epoch':>6} {'loss':>8} {'train err':>10} {'test err':>9} {'ema err':>8} {'|w|':>9} "
+            f"{'lr':>8} {'img/s':>7} {'eta':>7}")
+
+
+def resnet_row(record, ev, images_per_s, eta):
+    """The ResNet table's row of an epoch (its training line record and its eval line ev, or None),
+    errors in percent, and below it a line of the eval's other numbers."""
+    pct = lambda v: f"{100 * v:.2f}%"
+    errs = ('', '', '') if ev is None else (pct(ev['train_err']), pct(ev['test_err']),
+                                            pct(ev['test_err_ema']) if 'test_err_ema' in ev else '-')
+    row = (f"{record['epoch']:>6} {record['loss']:>8.4f} {errs[0]:>10} {errs[1]:>9} {errs[2]:>8} "
+           f"{record['weight_norm']:>9.2f} {record['lr']:>8.1e} {images_per_s:>7.0f} "
+           f"{format_duration(eta):>7}")
+    if ev is None:
+        return row
+    extra = [f"{k} {ev[k]:.4g}" for k in ('test_loss', 'eff_lr', 'angular_update', 'angular_update_eq',
+                                         'trace_hessian') if ev.get(k) is not None]
+    extra += [f"flow_test_err {pct(ev['flow_test_err'])}"] if 'flow_test_err' in ev else []
+    return row + f"\n{'':>6} eval: " + ' | '.join(extra)
 
 
 def format_duration(seconds):

@@ -3,8 +3,8 @@ Train a GPT-2 language model with AdamW (or SGD) and watch what weight decay doe
 
     python train_gpt.py config/gpt_cpu_demo.py                      # minutes on a laptop CPU
     python train_gpt.py config/gpt_cosine.py --weight_decay=0.1     # the paper's main run (Fig. 3)
-    python train_gpt.py config/gpt_constant_lr.py --weight_decay=0.3 --out_dir=out/const_wd0.3
-    python train_gpt.py config/gpt_finetune.py --weight_decay=0.3 --init_from=out/const_wd0.3/ckpt.pt
+    python train_gpt.py config/gpt_constant_lr.py --weight_decay=0.3 --out_dir=out/const
+    python train_gpt.py config/gpt_finetune.py --weight_decay=0.3 --init_from=out/const/ckpt.pt
     python train_gpt.py config/gpt_cpu_demo.py --init_from=resume   # continue a run exactly
     torchrun --standalone --nproc_per_node=8 train_gpt.py config/gpt_bf16.py
 
@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import optim
 import run_io
-from configurator import configure, fail, run_name
+from configurator import configure, fail, or_fail, run_name
 from model import GPT, GPTConfig, bf16_peak_flops
 from prepare_data import open_text_dataset
 
@@ -32,19 +32,18 @@ from prepare_data import open_text_dataset
 # I/O
 out_dir = ''  # '' means out/<a name built from the overrides>
 eval_interval = 200  # the authors' value
-eval_iters = 125  # batches of batch_size per split per eval: the authors' 1,000 sequences at batch 8
-eval_batch_size = 64  # sequences per eval forward pass (the same sequences, fewer and larger batches)
+eval_iters = 125  # the authors evaluate 125 batches of 8: 1,000 fixed sequences per split
+eval_batch_size = 64  # sequences per eval forward pass: the same sequences in fewer, larger batches
 log_interval = 10
-ckpt_minutes = 10.0  # write ckpt.pt after every this many minutes of training (a crash loses at most that)
-ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many iterations (an eval each), to fine-tune from
+ckpt_minutes = 10.0  # write ckpt.pt after every this many minutes of training
+ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many iterations, to fine-tune from
 init_from = 'scratch'  # 'scratch', 'resume' (out_dir/ckpt.pt), or a ckpt.pt path to fine-tune from
 # data
 dataset = 'openwebtext'
 data_dir = ''  # '' means data/<dataset>, as written by prepare_data.py
-batch_size = 8  # with gradient_accumulation_steps: the paper's global batch of 8 x 32 = 256 sequences
+batch_size = 8  # with gradient_accumulation_steps: the paper's 8 x 32 = 256 sequences per step
 gradient_accumulation_steps = 32
-micro_batch_size = 0  # sequences per forward pass; 0: batch_size. The global batch is drawn at once, so a
-# larger micro-batch in fewer steps trains on the same sequences: --micro_batch_size=64 on a big GPU
+micro_batch_size = 0  # sequences per forward pass (0: batch_size); 64 on a big GPU
 block_size = 256  # the paper's context (GPT-2 has 1024)
 # model: GPT-2 small without biases or dropout
 n_layer = 12
@@ -75,69 +74,80 @@ device = 'auto'  # 'auto' picks cuda, then mps, then cpu
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16' (autocast); 'auto': bfloat16 where supported
 compile = 'auto'  # 'auto' compiles on CUDA only; True or False
 seed = 0
-config, overrides = configure(globals(), __doc__, choices={'wd_mode': optim.WD_MODES})  # bounds: configurator
+config, overrides = configure(globals(), __doc__, choices={'wd_mode': optim.WD_MODES})
 
 # -----------------------------------------------------------------------------
-# setup: device and processes, run folder, the checkpoint to start from, data
+# setup: device and processes, the checkpoint to start from, data, run folder
 
-run_io.report_faults()  # a failed compile, a disk error, Ctrl-C before the loop: one line, no traceback
+# A failed compile, a disk error or Ctrl-C before the loop ends the run with one line, no traceback.
+run_io.report_faults()
 device, dtype, use_compile = run_io.resolve_device(device, dtype, compile)
 device_type = device.split(':')[0]
-rank, world_size, device = run_io.start_processes(device)  # under torchrun: DDP, one process per GPU
-ddp, master = world_size > 1, rank == 0  # the master process evaluates, logs and saves
+# Under torchrun each GPU runs one process of a DDP group; the master (rank 0) logs and saves.
+rank, world_size, device = run_io.start_processes(device)
+ddp, master = world_size > 1, rank == 0
 print0 = print if master else (lambda *a, **k: None)
+# An iteration trains on batch_size x gradient_accumulation_steps sequences, the global batch: each
+# process accumulates the gradients of accum_steps forward passes of micro_batch sequences.
 micro_batch, global_batch = micro_batch_size or batch_size, batch_size * gradient_accumulation_steps
 if global_batch % (micro_batch * world_size):
-    fail(f"the global batch of {global_batch} sequences does not split into micro-batches of {micro_batch} "
-         f"on {world_size} process(es)")
-accum_steps = global_batch // (micro_batch * world_size)  # micro-steps per process and iteration
+    fail(f"the global batch of {global_batch} sequences does not split into micro-batches of "
+         f"{micro_batch} on {world_size} process(es)")
+accum_steps = global_batch // (micro_batch * world_size)
 autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtype != 'float32')
 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
-if not out_dir:  # out/ + the config file's name and the overrides; a fine-tuning run's, after its parent
+# The run folder is named after the config file and the overrides; a fine-tuning run, its parent.
+if not out_dir:
     out_dir = os.path.join('out', run_name('gpt', config) if init_from in ('scratch', 'resume') else
                            run_name(f"{Path(init_from).parent.name}_ft", config, files=False))
 ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
-run_io.check_run_dir(out_dir, init_from)  # resume needs a checkpoint there; a new run, no run there
-checkpoint = None
-if init_from != 'scratch':
-    checkpoint = run_io.load_start(ckpt_path if init_from == 'resume' else init_from, 'train_gpt.py',
-                                   ('model', 'model_args', 'config', 'iter', 'optimizer', 'ema'))
-    # the architecture comes from the checkpoint; an override that contradicts it exits 2
-    shape = run_io.shape_from(checkpoint, config, ('n_layer', 'n_head', 'n_embd', 'bias', 'block_size',
-                                                   'vocab_multiple'), overrides)
-    config.update(shape)
-    globals().update(shape)
+resumed = init_from == 'resume'
+# A checkpoint to resume or fine-tune from gives the architecture: config and the globals take it.
+checkpoint = run_io.load_start(init_from, out_dir, 'train_gpt.py',
+                               ('model', 'model_args', 'config', 'iter', 'optimizer', 'ema'),
+                               ('n_layer', 'n_head', 'n_embd', 'bias', 'block_size',
+                                'vocab_multiple'), config, overrides)
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
+globals().update(config)
 
 data_path = Path(data_dir or os.path.join('data', dataset))
 meta, n_tokens = open_text_dataset(data_path, dataset, block_size)  # exit 2 if missing or damaged
+# checked after the data, which a user would fix first: a new run needs a folder without a run
+run_io.check_run_dir(out_dir, init_from)
 tokens_per_iter = global_batch * block_size
 print0(f"tokens per iteration: {tokens_per_iter:,} ({global_batch} sequences of {block_size}, "
        f"{accum_steps} micro-batch(es) of {micro_batch} per process)")
 
 
 def get_batch(split, ix):
-    """x, y of shape ix.shape + (block_size,) on the device; y is x shifted by one token."""
-    data = np.memmap(data_path / f'{split}.bin', dtype=np.uint16, mode='r')  # re-opened: no memory creep
+    """x, y of shape ix.shape + (block_size,): the sequences starting at ix; y shifted by one."""
+    # the memmap is opened again for every batch: a long-lived one keeps growing in memory
+    data = np.memmap(data_path / f'{split}.bin', dtype=np.uint16, mode='r')
     buf = torch.from_numpy(data[ix.numpy()[..., None] + np.arange(block_size + 1)].astype(np.int64))
-    buf = buf.pin_memory().to(device, non_blocking=True) if device_type == 'cuda' else buf.to(device)
+    # from pinned memory the copy to a GPU goes on while the CPU carries on
+    buf = (buf.pin_memory() if device_type == 'cuda' else buf).to(device, non_blocking=True)
     return buf[..., :-1], buf[..., 1:]
 
 
-sampler = torch.Generator().manual_seed(seed)  # the same on every process; checkpointed
+sampler = torch.Generator().manual_seed(seed)  # the batches' stream: one per process, checkpointed
 
 
 def next_batch():
-    """(sampler state before the draw, x, y) of this process's micro-steps of one iteration. Every
-    process draws the whole global batch and takes its rows: the sequences do not depend on the number
-    of processes or the micro-batch size."""
+    """This process's share of one iteration's global batch: x and y of shape (accum_steps,
+    micro_batch, block_size), and the sampler's state before the draw (what a checkpoint keeps)."""
     state = sampler.get_state()
-    ix = torch.randint(n_tokens['train'] - block_size, (global_batch,), generator=sampler)
-    return (state, *get_batch('train', ix.view(-1, micro_batch)[rank * accum_steps:(rank + 1) * accum_steps]))
+    # Every process draws the start of all global_batch sequences, in rows of one micro-batch, and
+    # takes its accum_steps rows: an iteration trains on the same sequences however many processes
+    # share it and however large the micro-batches are.
+    starts = torch.randint(n_tokens['train'] - block_size, (global_batch,), generator=sampler)
+    rows = starts.view(world_size * accum_steps, micro_batch)
+    x, y = get_batch('train', rows[rank * accum_steps:(rank + 1) * accum_steps])
+    return state, x, y
 
 
-eval_gen = torch.Generator().manual_seed(seed + 1)  # the same eval sequences at every eval
+# The eval sequences are drawn once, from a stream of their own: every eval sees the same ones.
+eval_gen = torch.Generator().manual_seed(seed + 1)
 eval_batches = {s: get_batch(s, torch.randint(n_tokens[s] - block_size, (eval_iters * batch_size,),
                                               generator=eval_gen)) for s in ('train', 'val')}
 
@@ -145,7 +155,8 @@ eval_batches = {s: get_batch(s, torch.randint(n_tokens[s] - block_size, (eval_it
 # model, optimizer, schedule, EMA
 
 torch.manual_seed(seed)
-vocab_size = -(-meta['vocab_size'] // vocab_multiple) * vocab_multiple  # extra rows are never targets
+# the vocabulary rounded up to a multiple of vocab_multiple: the extra rows are never targets
+vocab_size = -(-meta['vocab_size'] // vocab_multiple) * vocab_multiple
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
                   vocab_size=vocab_size, dropout=dropout, bias=bias)
 model = GPT(GPTConfig(**model_args))
@@ -153,12 +164,10 @@ if checkpoint is not None:
     run_io.load_weights(model, checkpoint['model'])
 model.to(device)
 torch.manual_seed(seed + rank)  # dropout masks differ between processes
-print0(f"GPT: {model.num_params():,} parameters, {n_layer} layers x {n_embd}, vocabulary {vocab_size:,}")
+print0(f"GPT: {model.num_params():,} parameters, {n_layer} layers x {n_embd}, vocab {vocab_size:,}")
 
-try:  # a wd_params substring that matches no parameter is bad input
-    groups, summary = optim.param_groups(model, weight_decay, wd_params)
-except ValueError as e:
-    fail(e)
+# Weight decay acts on one parameter group: the tensors wd_params names (the matrices, by default).
+groups, summary = or_fail(optim.param_groups, model, weight_decay, wd_params)
 if optimizer == 'adamw':
     opt = optim.AdamW(groups, lr=learning_rate, betas=(beta1, beta2), wd_mode=wd_mode)
 else:
@@ -167,59 +176,73 @@ decayed = optim.decayed_params(opt)
 scaler = optim.GradScaler(device_type, enabled=dtype == 'float16')  # float16 needs loss scaling
 ema = optim.EMA(model, ema_coef)
 print0(summary)
-tau = optim.wd_timescale(learning_rate, weight_decay, wd_mode=wd_mode, lr_max=learning_rate)  # 1/(lr*wd)
-config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / max(max_iters, 1))  # how long WD remembers
-print0(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)), {config['wd_timescale_frac']:.2g} x "
-       f"the run's length" if tau < float('inf') else "no weight decay")
+# How long weight decay remembers, 1/(lr*wd) iterations: what the paper's runs have in common.
+tau = optim.wd_timescale(learning_rate, weight_decay, wd_mode=wd_mode, lr_max=learning_rate)
+config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / max(max_iters, 1))
+print0(optim.timescale_line(tau, max_iters))
 
 iter_num = start_iter = 0
-resumed = init_from == 'resume'
-clipped, pending_losses = 0, []  # clipped steps so far; losses since the last log line (device scalars)
-if checkpoint is not None:  # resume: continue exactly; fine-tune: the weights, EMA and Adam's moments
+clipped, pending_losses = 0, []  # clipped steps so far; losses since the last log line (on device)
+# A resumed run continues exactly where it stopped. A fine-tuning run starts at iteration 0 from the
+# parent's weights, EMA and Adam's moments, as the authors' fine-tuning does.
+if checkpoint is not None:
     ema.load_state_dict(checkpoint['ema'])
-    if (checkpoint['config']['optimizer'], checkpoint['config']['wd_params']) == (optimizer, wd_params):
-        optim.load_moments(opt, checkpoint['optimizer'])  # Adam's moments; this run's lr, wd, betas
+    # The moments come from the checkpoint, lr, weight decay and betas from this run's settings.
+    parent = checkpoint['config']
+    if (parent['optimizer'], parent['wd_params']) == (optimizer, wd_params):
+        optim.load_moments(opt, checkpoint['optimizer'])
     if resumed:
         iter_num = start_iter = checkpoint['iter']
-        clipped, pending_losses = checkpoint['clipped'], list(checkpoint['pending_losses'].to(device))
+        clipped, pending_losses = checkpoint['clipped'], [*checkpoint['pending_losses'].to(device)]
         sampler.set_state(checkpoint['sampler'])
-        run_io.restore(checkpoint, scaler, device, rank, log_path if master else None)  # RNGs, scaler, log
+        # the RNG states, the GradScaler, and the log cut back to the checkpoint
+        run_io.restore(checkpoint, scaler, device, rank, log_path if master else None)
     print0(run_io.start_message(checkpoint, config, resumed))
     checkpoint = None  # free the memory
 if master:  # the run folder is written only once every check has passed
     run_io.prepare_run_dir(out_dir, config)
     print0(f"run folder {out_dir}; {world_size} process(es) on {device}, {dtype}")
 
-lr_at = (lambda it: optim.cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters or max_iters)
-         if decay_lr else optim.constant_lr(it, learning_rate, warmup_iters))
-raw_model = model  # without the compile and DDP wrappers: what is saved and averaged
+
+def get_lr(it):
+    """The learning rate of iteration it: a linear warmup, then a cosine to min_lr, or constant."""
+    if decay_lr:
+        return optim.cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters or max_iters)
+    return optim.constant_lr(it, learning_rate, warmup_iters)
+
+
+# raw_model is the model itself, without the compile and DDP wrappers: what is saved and averaged.
+raw_model = model
 if use_compile:
     print0("compiling the model and the optimizer step (about a minute)")
-    model = torch.compile(model, dynamic=False)  # static shapes: one graph per batch size, none symbolic
+    # Static shapes: each batch size (training, eval) gets a graph of its own, none a symbolic one.
+    model = torch.compile(model, dynamic=False)
     opt.compile()  # the update fused into one pass over the parameters (optim.py)
-train_model = model if not ddp else DDP(model, device_ids=[device] if device_type == 'cuda' else None)
-peak_flops = None  # the dense bf16 tensor-core peak, for MFU; unknown elsewhere
-if device_type == 'cuda' and dtype != 'float32':
-    peak_flops = bf16_peak_flops(torch.cuda.get_device_name(device))
+train_model = DDP(model, device_ids=[device] if device_type == 'cuda' else None) if ddp else model
+# MFU is reported against the GPU's dense bf16 tensor-core peak, where it is known
+peak_flops = bf16_peak_flops(torch.cuda.get_device_name(device)) if device_type == 'cuda' else None
 flops_per_iter = raw_model.flops_per_token(block_size) * tokens_per_iter
 
 # -----------------------------------------------------------------------------
-# evaluation, checkpoints, divergence
+# evaluation, metrics, checkpoints
 
 
 @torch.no_grad()
 def evaluate(net):
-    """Mean loss and next-token error (top-1, a fraction) of net over the fixed train and val sequences."""
+    """Mean loss and next-token error (top-1, a fraction) of net over the fixed eval sequences."""
     net.eval()
     out = {}
     for split, (x, y) in eval_batches.items():
-        loss_sum, wrong = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+        loss_sum = torch.zeros((), device=device)
+        wrong = torch.zeros((), device=device, dtype=torch.long)
         for xb, yb in zip(x.split(eval_batch_size), y.split(eval_batch_size)):
             with autocast:
                 logits, loss = net(xb, yb)
-            loss_sum += loss.float() * len(xb)  # the batch's mean over its tokens, weighted by its size
+            # the batch's mean over its tokens, weighted by its size (the last may be smaller)
+            loss_sum += loss.float() * len(xb)
             wrong += (logits.argmax(-1) != yb).sum()
-        out[f'{split}_loss'], out[f'{split}_err'] = (loss_sum / len(x)).item(), (wrong / y.numel()).item()
+        out[f'{split}_loss'] = (loss_sum / len(x)).item()
+        out[f'{split}_err'] = (wrong / y.numel()).item()
     net.train()
     return out
 
@@ -229,131 +252,134 @@ def eval_at(it):  # every eval_interval, at the end, and at every kept snapshot
 
 
 def checkpoint_at(it):
-    """At the start and the end, at every kept snapshot, and at the first log line after ckpt_minutes of
-    training: the writes stay a small share of a long run, and a crash loses at most ckpt_minutes of it."""
+    """Save at the start and the end, at every kept snapshot, and at the first log line after
+    ckpt_minutes of training: the writes stay a small share of a long run (GPT-2 small's checkpoint
+    is 2 GB), and a crash loses at most ckpt_minutes of it, whatever the model's size."""
     if resumed and it == start_iter:  # the checkpoint this run resumed from
         return False
-    if it in (start_iter, max_iters) or (ckpt_every > 0 and it % ckpt_every == 0):
-        return True
-    return it % log_interval == 0 and run_io.any_process(time.perf_counter() - saved_at > 60 * ckpt_minutes)
+    return (it in (start_iter, max_iters) or (ckpt_every > 0 and it % ckpt_every == 0)
+            or (it % log_interval == 0 and run_io.minutes_passed(saved_at, ckpt_minutes)))
 
 
 def line_at(it):
     """What every log line starts with."""
-    return dict(iter=it, lr=lr_at(it), wd=weight_decay, tokens=it * tokens_per_iter)
+    return dict(iter=it, lr=get_lr(it), wd=weight_decay, tokens=it * tokens_per_iter)
 
 
-def weight_decay_metrics():
-    """What weight decay does to the weights: their norms, Adam's effective LR, and the angle the
-    decayed matrices turned in the step before this eval against its rotational-equilibrium value."""
-    return dict(weight_norm=optim.weight_norms(raw_model.parameters())[0],
-                decayed_norm=optim.weight_norms(decayed)[0],
-                adam_elr=optim.adam_effective_lr(opt) if optimizer == 'adamw' else None,
-                adam_elr_all=optim.adam_effective_lr_all(opt) if optimizer == 'adamw' else None,  # authors'
-                **optim.angle_spread(angles or []),  # angular_update: the mean; _p10, _p90: its spread
-                angular_update_eq=optim.equilibrium_angular_update(
-                    optimizer, angle_lr, weight_decay, wd_mode=wd_mode, lr_max=learning_rate, beta1=beta1,
-                    momentum=momentum) if angles else None)
+def weight_decay_metrics(angles, angle_lr):
+    """What weight decay does to the weights: their norms, Adam's effective LR, and the angles the
+    decayed matrices turned in the step before this eval (at lr angle_lr) against equilibrium."""
+    adamw = optimizer == 'adamw'
+    return dict(
+        weight_norm=optim.weight_norms(raw_model.parameters())[0],
+        decayed_norm=optim.weight_norms(decayed)[0],
+        adam_elr=optim.adam_effective_lr(opt) if adamw else None,
+        adam_elr_all=optim.adam_effective_lr_all(opt) if adamw else None,  # the authors' metric
+        **optim.angle_spread(angles),  # angular_update (the mean) and its spread, _p10 and _p90
+        angular_update_eq=optim.equilibrium_angular_update(
+            optimizer, angle_lr, weight_decay, wd_mode=wd_mode, lr_max=learning_rate, beta1=beta1,
+            momentum=momentum) if angles else None)
 
 
 def save_checkpoint():
     """Everything a resumed run needs to continue exactly (a collective under DDP)."""
     global saved_iter, saved_at
     rngs = run_io.rng_states(device)
-    snapshot = ckpt_every > 0 and iter_num > 0 and iter_num % ckpt_every == 0  # kept as ckpt_ITER.pt too
+    snapshot = ckpt_every > 0 and iter_num > 0 and iter_num % ckpt_every == 0
     if master:
         losses = torch.stack(pending_losses).cpu() if pending_losses else torch.zeros(0)
+        keep = Path(out_dir) / f'ckpt_{iter_num}.pt' if snapshot else None
         run_io.save_checkpoint(dict(
             model=raw_model.state_dict(), optimizer=opt.state_dict(), ema=ema.state_dict(),
             scaler=scaler.state_dict(), iter=iter_num, config=config, model_args=model_args,
-            clipped=clipped, pending_losses=losses, rng=rngs, sampler=batch_state), ckpt_path, log=log_path,
-            keep=Path(out_dir) / f'ckpt_{iter_num}.pt' if snapshot else None)
+            clipped=clipped, pending_losses=losses, rng=rngs, sampler=batch_state),
+            ckpt_path, log=log_path, keep=keep)
     saved_iter, saved_at = iter_num, time.perf_counter()
 
 
 # -----------------------------------------------------------------------------
 # the loop: batch, forward, backward, clip, step (weight decay acts inside), EMA, log, eval
 
-stop = run_io.GracefulStop()  # SIGINT / SIGTERM: finish the step, checkpoint, exit
+stop = run_io.GracefulStop('step')  # SIGINT / SIGTERM: finish the step, checkpoint, exit
 batch_state, X, Y = next_batch()
-angles, angle_lr = None, None  # the angle each decayed tensor turned in the last step before an eval
+angles, angle_lr = [], None  # the angle each decayed matrix turned in the step before an eval
 t_start = t_log = saved_at = time.perf_counter()
-saved_iter, iter_log = None, iter_num  # the last checkpoint's iteration; the last log line's
-paused = 0.0  # seconds of evals and checkpoints since the last log line, not counted in ms_per_iter
+saved_iter, iter_log = None, iter_num  # the iterations of the last checkpoint and log line
+paused = 0.0  # seconds spent in evals and checkpoints since the last log line
 while True:
-    lr = lr_at(iter_num)
-    for g in opt.param_groups:
-        g['lr'] = lr
+    lr = get_lr(iter_num)
+    optim.set_lr(opt, lr)
 
-    # evaluate the model and its EMA on fixed sequences and log (not again right after a resume)
+    # Evaluate the model and its EMA on the fixed sequences (not again right after a resume); the
+    # EMA's weights go through the same compiled model, which gets its own back afterwards.
     t0 = time.perf_counter()
     if eval_at(iter_num) and not (resumed and iter_num == start_iter):
-        run_io.stop_if_diverged(pending_losses, iter_num, log_path, line_at, master)  # exit 1 if it did
+        run_io.stop_if_diverged(pending_losses, iter_num, log_path, line_at, master)  # exit 1 if so
         if master:
-            ema.copy_buffers(raw_model)  # buffers are copied, not averaged, when the EMA is used
+            ema.copy_buffers(raw_model)  # buffers are copied, not averaged
             record = dict(**line_at(iter_num), eval=True, **evaluate(model))
-            # the EMA's weights go through the same (compiled) model, and the model's come back after
             with ema.swapped_into(raw_model):
                 record.update({f'{k}_ema': v for k, v in evaluate(model).items()})
-            record.update(weight_decay_metrics(), eval_s=time.perf_counter() - t0)
+            record.update(weight_decay_metrics(angles, angle_lr), eval_s=time.perf_counter() - t0)
             record['diverged'] = not np.isfinite([record['train_loss'], record['val_loss']]).all()
             run_io.append_log(log_path, record)
-            angle = '' if not angles else f" | angle {record['angular_update']:.2e}" + (
-                f" (eq {record['angular_update_eq']:.2e})" if record['angular_update_eq'] else '')
-            print(f"=== eval iter {iter_num:>6} | train {record['train_loss']:.4f} | "
-                  f"val {record['val_loss']:.4f} ({100 * record['val_err']:.1f}% err) | "
-                  f"ema val {record['val_loss_ema']:.4f}{angle} ===")
+            print(run_io.gpt_eval_line(record))
         if run_io.any_process(master and record['diverged']):
-            run_io.stop_diverged(log_path, None, f"the eval loss is not finite at iteration {iter_num:,}",
-                                 master)
+            run_io.stop_diverged(log_path, None, f"the eval loss is not finite at iteration "
+                                 f"{iter_num:,}", master)
     if checkpoint_at(iter_num):
         save_checkpoint()
     paused += time.perf_counter() - t0
     if iter_num >= max_iters:
         break
-    if stop.requested(can_agree=iter_num % log_interval == 0):  # under DDP: at a log line
+    # Under DDP every process must stop at the same step: they agree at log lines.
+    if stop.requested(can_agree=iter_num % log_interval == 0):
         if saved_iter != iter_num:
             save_checkpoint()
         stop.exit(f"checkpoint at iteration {iter_num:,} in {ckpt_path}" if master else None)
 
-    # forward and backward over the micro-batches: the gradient of the mean loss of the global batch
+    # Forward and backward over the micro-batches X[micro], Y[micro] of this process: the gradient
+    # of the mean loss of the global batch. DDP averages the gradients over the processes at the
+    # last micro-step only.
     loss_iter = torch.zeros((), device=device)
     for micro in range(accum_steps):
         last = micro == accum_steps - 1
-        with train_model.no_sync() if ddp and not last else nullcontext():  # DDP averages on the last one
+        with train_model.no_sync() if ddp and not last else nullcontext():
             with autocast:
                 loss = train_model(X[micro], Y[micro])[1] / accum_steps
+            # while the device computes the last forward pass, read the next batch from disk
             if last:
-                upcoming = next_batch()  # read from disk while the device computes
+                upcoming = next_batch()
             scaler.scale(loss).backward()
         loss_iter += loss.detach()
-    scaler.unscale_(opt)  # clip and measure the true gradient, not the float16-scaled one
+    # float16 only: clip and measure the true gradient, not the loss-scaled one
+    scaler.unscale_(opt)
     log_now = (iter_num + 1) % log_interval == 0
     if grad_clip > 0:
         grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
-        clipped = clipped + (grad_norm > grad_clip).int()  # a device counter: no sync per step
+        clipped = clipped + (grad_norm > grad_clip).int()  # a counter on the device: no sync a step
     elif log_now:
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in raw_model.parameters()])
-    # before an eval, keep the weights to measure the angle each matrix turns in this step
-    watch = master and eval_at(iter_num + 1)
-    before = [p.detach().clone() for p in decayed] if watch else None
-    scaler.step(opt)  # weight decay acts inside: p <- p - lr*wd*p for the decayed tensors (optim.py)
+    # The last step before an eval keeps the weights it starts from: the eval reports the angle each
+    # decayed matrix turns in this one step.
+    before = [p.detach().clone() for p in decayed] if master and eval_at(iter_num + 1) else None
+    # the step: weight decay acts inside, p <- p - lr*wd*p for the decayed tensors (optim.py)
+    scaler.step(opt)
     scaler.update()
     opt.zero_grad(set_to_none=True)
     ema.update(raw_model)  # ema <- coef*ema + (1-coef)*w
-    if watch:
+    if before is not None:
         angles, angle_lr = optim.angular_updates(before, decayed), lr
     batch_state, X, Y = upcoming
     pending_losses.append(loss_iter)
     iter_num += 1
 
-    # log the mean loss since the last line (the loop's one host sync), speed and ETA
+    # Log the mean loss since the last line: the loop's one wait for the device. The speed counts
+    # the iterations run since this process's last line, not the losses a resumed run brought along.
     if log_now:
         run_io.stop_if_diverged(pending_losses, iter_num, log_path, line_at, master)
-        loss_mean = run_io.mean_over_processes(torch.stack(pending_losses).mean())  # all micro-batches
+        loss_mean = run_io.mean_over_processes(torch.stack(pending_losses).mean())
         if master:
-            # the iterations since the last log line of this process: a resumed run's first line also
-            # holds losses of iterations run before the stop, which took none of this time
             dt = (time.perf_counter() - t_log - paused) / (iter_num - iter_log)
             eta = (time.perf_counter() - t_start) / (iter_num - start_iter) * (max_iters - iter_num)
             record = dict(**line_at(iter_num), loss=loss_mean.item(), grad_norm=grad_norm.item(),
@@ -365,11 +391,7 @@ while True:
             if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total
                 record['skipped'] = scaler.skipped
             run_io.append_log(log_path, record)
-            mfu = f" | mfu {100 * record['mfu']:4.1f}%" if peak_flops else ''
-            print(f"iter {iter_num:>6} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
-                  f"|g| {record['grad_norm']:6.3f} | |w| {record['weight_norm']:7.1f} | "
-                  f"{record['tokens_per_s'] / 1e3:6.1f}k tok/s | {record['ms_per_iter']:6.0f} ms/it{mfu} | "
-                  f"eta {run_io.format_duration(eta)}")
+            print(run_io.gpt_log_line(record, eta))
         pending_losses, t_log, iter_log, paused = [], time.perf_counter(), iter_num, 0.0
 
 print0(f"done: {iter_num:,} iterations in {run_io.format_duration(time.perf_counter() - t_start)}; "

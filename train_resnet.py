@@ -4,16 +4,15 @@ Modern Deep Learning?": a long run at a large LR, then a drop to a tiny LR (`lr_
 EMA of the iterates, the weight norm, the effective LR and optionally the trace of the Hessian.
 
     python prepare_data.py cifar10 --source=../shared/data/cifar10_mini/cifar-10-python.tar.gz
-    python train_resnet.py config/resnet_cpu_demo.py         # half a minute on a laptop CPU
-    python train_resnet.py                                   # Figure 1: ResNet-18, lr 0.08, wd 0.0125
-    python train_resnet.py --weight_decay=0                  # Figure 1: the same without weight decay
+    python train_resnet.py config/resnet_cpu_demo.py         # a few minutes on a laptop CPU
+    python train_resnet.py                                   # Fig. 1: ResNet-18, lr 0.08, wd 0.0125
+    python train_resnet.py --weight_decay=0                  # Fig. 1: the same without weight decay
     python train_resnet.py config/resnet_sphere.py --lr=0.003  # Figure 2: projected SGD on a sphere
     python train_resnet.py config/resnet_cpu_demo.py --init_from=resume  # continue a run exactly
 
-Writes out/RUN/config.json, log.jsonl (a line per epoch and per eval; docs/log_format.md) and
-ckpt.pt (every ckpt_minutes and at the end). Errors are fractions in the log, percentages on the terminal. Exit status:
-0 done, 1 the loss diverged (logged, last good checkpoint kept), 2 bad input, 130 / 143 stopped
-by SIGINT / SIGTERM after checkpointing its epoch (docs/faults.md).
+Writes out/RUN/config.json, log.jsonl (a line per epoch and per eval; docs/log_format.md), ckpt.pt.
+Exit status: 0 done, 1 the loss diverged (logged, last good checkpoint kept), 2 bad input, 130 / 143
+stopped by SIGINT / SIGTERM after checkpointing its epoch (docs/faults.md).
 """
 import copy
 import math
@@ -26,19 +25,19 @@ import torch.nn.functional as F
 
 import optim
 import run_io
-from configurator import configure, fail, run_name
+from configurator import configure, fail, or_fail, run_name
 from model import VISION_NETS, hessian_trace, reestimate_bn, scale_invariant_params
-from prepare_data import balanced_subset, load_image_dataset
+from prepare_data import balanced_subset, images_on_device, load_image_dataset
 
 # -----------------------------------------------------------------------------
 # data: the paper trains on the full CIFAR training set without augmentation (Figure 1)
 dataset = 'cifar10'  # cifar10 | cifar100, prepared by prepare_data.py into DATA_DIR/NAME/
 data_dir = ''  # folder of prepared datasets; '' = data/
 n_train = 0  # > 0: a class-balanced training subset of this many images (quick runs)
-heldout = False  # with n_train: also evaluate on the training images left out (heldout_loss, heldout_err)
+heldout = False  # with n_train: also evaluate on the training images left out
 augment = False  # random crop with 4-pixel padding + horizontal flip, on the device
 # model: PreAct ResNet-18 with BatchNorm (Figure 1)
-model = 'resnet18'  # resnet18 | resnet34preact | vgg16
+arch = 'resnet18'  # resnet18 | resnet34preact | vgg16
 width = 64  # channels of the first stage; 64 is the standard net
 batch_norm = True
 scale_inv = False  # BatchNorm without affine parameters + frozen last layer (Figure 2)
@@ -47,10 +46,10 @@ batch_size = 128
 lr = 0.08
 momentum = 0.0
 weight_decay = 0.0125
-wd_mode = 'decoupled'  # decoupled | l2 | independent | cautious (decoupled = l2 for SGD without momentum)
-wd_params = 'all'  # the authors decay every parameter (torch.optim.SGD's weight_decay); or 'matrices'
+wd_mode = 'decoupled'  # decoupled | l2 | independent | cautious (without momentum decoupled = l2)
+wd_params = 'all'  # the authors decay every parameter (as torch.optim.SGD); or 'matrices'
 radius = 0.0  # > 0: project the trainable parameters onto the sphere of this norm (Figure 2)
-project_every = 'step'  # when to project: after every 'step', or at the end of each 'epoch' as the authors
+project_every = 'step'  # project after every 'step', or after each 'epoch' as the authors
 elr_from = ''  # a scale_inv run's folder: replay its effective LR lr/||w||^2 without weight decay
 # schedule: lr for the first half, then exactly lr_flow, weight decay kept (Figure 1)
 epochs = 1000
@@ -60,13 +59,13 @@ lr_flow = 1e-4
 ema_coef = 0.999
 # evaluation (losses are per-sample means over the whole split)
 eval_every = 10  # epochs; the last epoch is always evaluated
-ckpt_minutes = 10.0  # write ckpt.pt after every this many minutes of training (a crash loses at most that)
+ckpt_minutes = 10.0  # write ckpt.pt after every this many minutes of training
 ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many epochs (an eval each)
 eval_batch_size = 1000  # large: evaluation is forward-only (inference mode, autocast)
 hessian_every = 0  # > 0: Hutchinson trace of the Hessian every this many epochs (Figures 2, 3)
 hessian_n = 1000  # class-balanced training images it is computed on
 hessian_probes = 20  # Rademacher probes (its standard error is logged too)
-flow_every = 0  # > 0: fine-tune a copy at lr_flow without weight decay every this many epochs (Figures 2, 3)
+flow_every = 0  # > 0: every this many epochs fine-tune a copy at lr_flow without weight decay
 flow_epochs = 100  # epochs of each fine-tuning ("flow_steps" in the authors' code)
 # system
 device = 'auto'  # auto | cpu | cuda | cuda:N | mps
@@ -75,14 +74,15 @@ compile = 'auto'  # auto (on CUDA only) | True | False
 seed = 0
 out_dir = ''  # '' = out/ + a name built from the config file and the overrides
 init_from = 'scratch'  # scratch | resume (continue out_dir's checkpoint exactly)
-config, overrides = configure(globals(), __doc__, choices={  # bounds: configurator.py
-    'model': VISION_NETS, 'dataset': ('cifar10', 'cifar100'), 'wd_mode': optim.WD_MODES,
+config, overrides = configure(globals(), __doc__, choices={
+    'arch': VISION_NETS, 'dataset': ('cifar10', 'cifar100'), 'wd_mode': optim.WD_MODES,
     'init_from': ('scratch', 'resume')})
 
 # -----------------------------------------------------------------------------
-# setup: device, run folder, the checkpoint to resume, data on the device
+# setup: device, the checkpoint to resume, data on the device, run folder
 
-run_io.report_faults()  # a failed compile, a disk error, Ctrl-C before the loop: one line, no traceback
+# A failed compile, a disk error or Ctrl-C before the loop ends the run with one line, no traceback.
+run_io.report_faults()
 device, dtype, use_compile = run_io.resolve_device(device, dtype, compile)
 device_type = device.split(':')[0]
 autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtype != 'float32')
@@ -91,41 +91,27 @@ torch.backends.cudnn.benchmark = True  # the fastest convolution algorithms for 
 
 out_dir = out_dir or os.path.join('out', run_name('resnet', config))
 ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
-run_io.check_run_dir(out_dir, init_from)  # resume needs a checkpoint there; a new run, no run there
-checkpoint = None
-if init_from == 'resume':  # the net and its data come from the checkpoint; a contradicting override exits 2
-    checkpoint = run_io.load_start(ckpt_path, 'train_resnet.py',
-                                   ('model', 'optimizer', 'config', 'epoch', 'rng', 'gen'))
-    shape = run_io.shape_from(checkpoint, config, ('model', 'width', 'batch_norm', 'scale_inv', 'dataset',
-                                                   'n_train', 'batch_size', 'wd_params'), overrides)
-    config.update(shape)
-    globals().update(shape)
+# A resumed run takes the net and its data from the checkpoint; an override against them exits 2.
+checkpoint = run_io.load_start(init_from, out_dir, 'train_resnet.py',
+                               ('model', 'optimizer', 'config', 'epoch', 'rng', 'gen'),
+                               ('arch', 'width', 'batch_norm', 'scale_inv', 'dataset', 'n_train',
+                                'batch_size', 'wd_params'), config, overrides)
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
+globals().update(config)
 
-splits = load_image_dataset(Path(data_dir or 'data') / dataset, dataset)  # exit 2 if missing or damaged
-(train_x, train_y), (test_x, test_y) = (  # uint8 (N, 3, 32, 32) and int64 labels, on the device
-    (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device), torch.from_numpy(y).to(device))
-    for x, y in (splits['train'], splits['test']))
-num_classes = int(max(train_y.max(), test_y.max())) + 1
-# the channel statistics of the full training set, in pixel units (in chunks: no float copy of it all)
-sums = sum(torch.stack([c.double().sum((0, 2, 3)), c.double().square().sum((0, 2, 3))])
-           for c in train_x.split(5000))
-mean64, square64 = sums / (train_x.numel() // 3)
-mean, inv_std = mean64.float().view(1, 3, 1, 1), (square64 - mean64 ** 2).rsqrt().float().view(1, 3, 1, 1)
-
-
-heldout_split = {}
-if n_train:  # the first n_train/num_classes images of each class
-    subset = torch.from_numpy(balanced_subset(splits['train'][1], n_train, num_classes)).to(device)
-    if heldout:  # the rest of the training set: images the net never trains on, to choose settings with
-        rest = torch.ones(len(train_y), dtype=torch.bool, device=device).index_fill_(0, subset, False)
-        heldout_split = {'heldout': (train_x[rest], train_y[rest])}
-    train_x, train_y = train_x[subset], train_y[subset]
-eval_splits = {'train': (train_x, train_y), 'test': (test_x, test_y), **heldout_split}
-iters_per_epoch = len(train_y) // batch_size  # the incomplete last batch is dropped: equal batch statistics
+splits = load_image_dataset(Path(data_dir or 'data') / dataset, dataset)  # exit 2 if missing
+# checked after the data, which a user would fix first: a new run needs a folder without a run
+run_io.check_run_dir(out_dir, init_from)
+# The whole dataset lives on the device as uint8 images (N, 3, 32, 32) and int64 labels; with
+# n_train the training split is the first n_train / num_classes images of each class (with heldout
+# the rest is a split of its own). mean and inv_std, of the full training set, normalise batches.
+eval_splits, num_classes, mean, inv_std = images_on_device(splits, device, n_train, heldout)
+(train_x, train_y), (test_x, test_y) = eval_splits['train'], eval_splits['test']
+# the last incomplete batch is dropped: every step's BatchNorm sees a full batch
+iters_per_epoch = len(train_y) // batch_size
 if iters_per_epoch == 0:
     fail(f"batch_size {batch_size} is larger than the training set ({len(train_y)} images)")
-train_padded = F.pad(train_x, (4, 4, 4, 4)) if augment else None  # zero padding for random crops, once
+train_padded = F.pad(train_x, (4, 4, 4, 4)) if augment else None  # zero padding for the crops
 
 
 def normalize(x):
@@ -138,76 +124,74 @@ def train_batch(idx, gen):
     if not augment:
         return normalize(train_x[idx]), train_y[idx]
     b = len(idx)
+    # a 32x32 window of the 40x40 padded image: its rows and columns, (b, 32) each
     shift = torch.randint(0, 9, (2, b, 1), generator=gen, device=device)
-    rows, cols = shift + torch.arange(32, device=device)  # (b, 32) each: a 32x32 window of the 40x40 image
+    rows, cols = shift + torch.arange(32, device=device)
+    # a horizontal flip reads the columns backwards
     flip = torch.rand(b, 1, generator=gen, device=device) < 0.5
-    cols = torch.where(flip, cols.flip(1), cols)  # a horizontal flip reads the columns backwards
+    cols = torch.where(flip, cols.flip(1), cols)
     channels = torch.arange(3, device=device).view(1, 3, 1, 1)
     x = train_padded[idx.view(b, 1, 1, 1), channels, rows.view(b, 1, 32, 1), cols.view(b, 1, 1, 32)]
     return normalize(x), train_y[idx]
 
 
-print(f"{dataset}: {len(train_y):,} training images ({iters_per_epoch} batches of {batch_size} per epoch), "
-      f"{len(test_y):,} test images, {num_classes} classes, augment={augment}, device {device}, {dtype}")
+print(f"{dataset}: {len(train_y):,} training images ({iters_per_epoch} batches of {batch_size}), "
+      f"{len(test_y):,} test images, {num_classes} classes, augment={augment}, {device}, {dtype}")
 
 # -----------------------------------------------------------------------------
 # model, optimizer, schedule, EMA
 
 torch.manual_seed(seed)
-raw_net = VISION_NETS[model](num_classes, width, batch_norm, scale_inv)
-raw_net.to(device, memory_format=memory_format)
-trainable = [p for p in raw_net.parameters() if p.requires_grad]
-si_params = scale_invariant_params(raw_net)  # the weights BatchNorm makes scale-invariant: eff_lr is theirs
-start_sq_norm = optim.weight_norms(si_params)[0] ** 2  # at initialisation: where an elr replay starts
+raw_model = VISION_NETS[arch](num_classes, width, batch_norm, scale_inv)
+raw_model.to(device, memory_format=memory_format)
+trainable = [p for p in raw_model.parameters() if p.requires_grad]
+# the weights BatchNorm makes scale-invariant: the effective LR lr/||w||^2 is theirs
+si_params = scale_invariant_params(raw_model)
+start_sq_norm = optim.weight_norms(si_params)[0] ** 2  # at initialisation: where a replay starts
 if checkpoint is not None:
-    run_io.load_weights(raw_net, checkpoint['model'])
-# static shapes: the train batch, the eval batch and a last partial batch each compile once, then never again
-net = torch.compile(raw_net, dynamic=False) if use_compile else raw_net
-n_params = sum(p.numel() for p in raw_net.parameters())
-print(f"{model} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: "
-      f"{sum(p.numel() for p in trainable):,} trainable parameters of {n_params:,}")
-
-
-@torch.no_grad()
-def project_to_sphere(params):  # w <- radius * w / ||w||, all trainable parameters together
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params)))
-    torch._foreach_mul_(params, radius / norm)
+    run_io.load_weights(raw_model, checkpoint['model'])
+# Static shapes: the train batch, the eval batch and a last smaller eval batch each compile once.
+model = torch.compile(raw_model, dynamic=False) if use_compile else raw_model
+n_trainable, n_all = (sum(p.numel() for p in ps) for ps in (trainable, raw_model.parameters()))
+print(f"{arch} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: "
+      f"{n_trainable:,} trainable parameters of {n_all:,}")
 
 
 if radius > 0 and checkpoint is None:
-    project_to_sphere(trainable)  # start on the sphere, as the authors
+    optim.project_to_sphere(trainable, radius)  # start on the sphere, as the authors
 
-replay_at = None  # the effective-LR replay's lr_at(iteration, ||w||^2): the LR is set at every step
+# The effective-LR replay sets the LR at every step from the source run's log: replay_at(iteration,
+# ||w||^2) is the LR that gives this run the source's lr/||w||^2 there (optim.elr_replay).
+replay_at = None
 if elr_from:
-    try:
-        replay_at = optim.elr_replay(run_io.read_log(Path(elr_from) / 'log.jsonl'), start_sq_norm)
-    except ValueError as e:
-        fail(f"elr_from={elr_from}: {e}")
-try:  # a wd_params substring that matches no parameter is bad input
-    groups, summary = optim.param_groups(raw_net, weight_decay, wd_params)
-except ValueError as e:
-    fail(e)
-optimizer = optim.SGD(groups, lr=lr, momentum=momentum, wd_mode=wd_mode)
+    replay_log = run_io.read_log(Path(elr_from) / 'log.jsonl')
+    replay_at = or_fail(optim.elr_replay, replay_log, start_sq_norm,
+                        prefix=f"elr_from={elr_from}: ")
+# Weight decay acts on one parameter group: the tensors wd_params names (all, by default).
+groups, summary = or_fail(optim.param_groups, raw_model, weight_decay, wd_params)
+opt = optim.SGD(groups, lr=lr, momentum=momentum, wd_mode=wd_mode)
 if use_compile:
-    optimizer.compile()  # the update fused into one pass over the parameters (optim.py)
+    opt.compile()  # the update fused into one pass over the parameters (optim.py)
 scaler = optim.GradScaler(device_type, enabled=dtype == 'float16')  # counts the steps it skips
-decayed = optim.decayed_params(optimizer)
-ema = optim.EMA(raw_net, ema_coef) if ema_coef > 0 else None
+decayed = optim.decayed_params(opt)
+ema = optim.EMA(raw_model, ema_coef) if ema_coef > 0 else None
 gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and augmentation; checkpointed
 print(summary)
-tau = optim.wd_timescale(lr, weight_decay, wd_mode=wd_mode, lr_max=lr)  # 1/(lr*wd) iterations
-config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / (epochs * iters_per_epoch))  # WD's memory
-print(f"weight decay forgets over ~{tau:,.0f} iterations (1/(lr*wd)) = {tau / iters_per_epoch:,.1f} epochs"
-      if tau < float('inf') else "no weight decay", f"; lr {lr} until epoch {round(first_decay * epochs)}, "
-      f"then {lr_flow}", sep='')
+# How long weight decay remembers, 1/(lr*wd) iterations: what the paper's runs have in common.
+tau = optim.wd_timescale(lr, weight_decay, wd_mode=wd_mode, lr_max=lr)
+config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / (epochs * iters_per_epoch))
+print(f"{optim.timescale_line(tau, epochs * iters_per_epoch, iters_per_epoch)}; lr {lr} until "
+      f"epoch {round(first_decay * epochs)}, then {lr_flow}")
 
+# A resumed run continues exactly: momentum buffers, EMA, data order, RNGs. The buffers come from
+# the checkpoint, the lr and weight decay from this run's settings.
 start_epoch = 0
-if checkpoint is not None:  # continue exactly: optimizer state, EMA, data order, RNGs
-    optim.load_moments(optimizer, checkpoint['optimizer'])  # momentum buffers; this run's lr and wd
+if checkpoint is not None:
+    optim.load_moments(opt, checkpoint['optimizer'])
     if ema is not None and checkpoint['ema'] is not None:
         ema.load_state_dict(checkpoint['ema'])
     gen.set_state(checkpoint['gen'])
-    run_io.restore(checkpoint, scaler, device, log_path=log_path)  # RNGs, GradScaler, log
+    run_io.restore(checkpoint, scaler, device, log_path=log_path)  # RNGs, GradScaler, the log
     start_epoch = checkpoint['epoch']
     print(run_io.start_message(checkpoint, config, resumed=True))
     checkpoint = None  # free the memory
@@ -217,31 +201,31 @@ run_io.prepare_run_dir(out_dir, config)  # written only once every check has pas
 # training, evaluation, the fine-tuned copies
 
 
-def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None, lr_at_step=None):
+def train_epoch(net, opt, scaler, gen, ema=None, radius=0.0, watch=None, lr_at_step=None):
     """One shuffled pass in minibatches. Returns the summed loss and gradient norm (device tensors,
     no host sync) and, if `watch` is given, the angle each of its tensors turned in the last step.
     lr_at_step(i), if given, sets the LR before step i (the effective-LR replay)."""
     net.train()
     perm = torch.randperm(len(train_y), generator=gen, device=device)
-    loss_sum, grad_norm_sum, angles = torch.zeros((), device=device), torch.zeros((), device=device), None
+    loss_sum, grad_norm_sum = torch.zeros((), device=device), torch.zeros((), device=device)
+    angles = []
     for i in range(iters_per_epoch):
         x, y = train_batch(perm[i * batch_size:(i + 1) * batch_size], gen)
         with autocast:
             loss = F.cross_entropy(net(x), y)
-        optimizer.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)  # float16 only: the true gradient, for its norm
-        grads = [p.grad for g in optimizer.param_groups for p in g['params'] if p.grad is not None]
+        scaler.unscale_(opt)  # float16 only: the true gradient, for its norm
+        grads = [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
         grad_norm_sum += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         last = i == iters_per_epoch - 1
         before = [p.detach().clone() for p in watch] if last and watch is not None else None
         if lr_at_step is not None:
-            for g in optimizer.param_groups:
-                g['lr'] = lr_at_step(i)
-        scaler.step(optimizer)  # SGD with weight decay: p <- p - lr*wd*p - lr*g (optim.py)
+            optim.set_lr(opt, lr_at_step(i))
+        scaler.step(opt)  # SGD with weight decay: p <- p - lr*wd*p - lr*g (optim.py)
         scaler.update()
         if radius > 0 and (project_every == 'step' or last):  # back onto the sphere (Figure 2)
-            project_to_sphere([p for g in optimizer.param_groups for p in g['params']])
+            optim.project_to_sphere([p for g in opt.param_groups for p in g['params']], radius)
         if ema is not None:
             ema.update(net)  # ema <- coef*ema + (1-coef)*w
         if before is not None:
@@ -250,10 +234,17 @@ def train_epoch(net, optimizer, scaler, gen, ema=None, radius=0.0, watch=None, l
     return loss_sum, grad_norm_sum, angles
 
 
+def replay_lr(epoch):
+    """The effective-LR replay's lr_at_step for this epoch: from ||w||^2 now, step by step (a host
+    read a step, which only the replay pays), the LR that gives the source run's lr/||w||^2."""
+    def lr_at_step(i):
+        return replay_at(epoch * iters_per_epoch + i, optim.weight_norms(si_params)[0] ** 2)
+    return lr_at_step
+
+
 @torch.inference_mode()
 def evaluate(net, prefix='', suffix=''):
-    """Per-sample mean cross-entropy and error fraction on the whole training and test sets, in eval mode."""
-    was_training = net.training
+    """Per-sample mean cross-entropy and error fraction on every eval split, in eval mode."""
     net.eval()
     out = {}
     for split, (images, labels) in eval_splits.items():
@@ -263,66 +254,76 @@ def evaluate(net, prefix='', suffix=''):
             x, y = normalize(images[i:i + eval_batch_size]), labels[i:i + eval_batch_size]
             with autocast:
                 logits = net(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction='sum')  # divided by N below, not by batches
+            # summed here and divided by the number of images below, not averaged over batches
+            loss_sum += F.cross_entropy(logits, y, reduction='sum')
             wrong += (logits.argmax(1) != y).sum()
         out[f'{prefix}{split}_loss{suffix}'] = loss_sum.item() / len(labels)
         out[f'{prefix}{split}_err{suffix}'] = wrong.item() / len(labels)
-    net.train(was_training)
+    net.train()
     return out
 
 
-bn_batches = lambda: (normalize(train_x[i:i + batch_size]) for i in range(0, len(train_y), batch_size))
-if hessian_every:  # the Hessian's images: a class-balanced subset of the training set, in eval batches
-    h_idx = torch.from_numpy(balanced_subset(train_y.cpu().numpy(), hessian_n, num_classes)).to(device)
-    hessian_batches = [(normalize(train_x[c]), train_y[c]) for c in h_idx.split(eval_batch_size)]
+def bn_batches():  # the training set in training batches, for the EMA's BatchNorm statistics
+    return (normalize(train_x[i:i + batch_size]) for i in range(0, len(train_y), batch_size))
 
 
-def trace_of(net, epoch, prefix=''):  # float32, fresh probes per epoch that do not touch the training stream
+# The Hessian's images: a class-balanced subset of the training set, in eval batches.
+if hessian_every:
+    h_idx = torch.from_numpy(balanced_subset(train_y.cpu().numpy(), hessian_n, num_classes))
+    hessian_batches = [(normalize(train_x[c]), train_y[c])
+                       for c in h_idx.to(device).split(eval_batch_size)]
+
+
+def trace_of(net, epoch, prefix=''):
+    """The Hutchinson trace in float32, with fresh probes every epoch from a stream of their own."""
     h_gen = torch.Generator(device=device).manual_seed(seed + 7919 * (epoch + 1))
     trace, se = hessian_trace(net, hessian_batches, hessian_probes, h_gen)
     return {f'{prefix}trace_hessian': trace, f'{prefix}trace_hessian_se': se}
 
 
-flow_copy = {}  # one copy of the net for every fine-tuning, compiled once: the iterate is loaded into it
+flow_copy = {}  # one copy of the net for every fine-tuning, compiled once: the iterate goes into it
 
 
 def flow(epoch):
-    """Fine-tune a copy of the iterate at lr_flow without weight decay (the authors' gradient flow)."""
+    """Fine-tune a copy of the iterate at lr_flow without weight decay (the authors' "flow")."""
     if not flow_copy:
-        copy_net = copy.deepcopy(raw_net)
+        copy_net = copy.deepcopy(raw_model)
         flow_copy.update(raw=copy_net, net=torch.compile(copy_net, dynamic=False) if use_compile
                          else copy_net)
-    flow_copy['raw'].load_state_dict(raw_net.state_dict())  # weights and BatchNorm statistics
+    flow_copy['raw'].load_state_dict(raw_model.state_dict())  # weights and BatchNorm statistics
     flow_params = [p for p in flow_copy['raw'].parameters() if p.requires_grad]
     flow_opt = optim.SGD([{'params': flow_params}], lr=lr_flow, momentum=momentum)  # fresh momentum
     if use_compile:
-        flow_opt.compile()  # the update's graph is cached: no recompilation from the second copy on
+        flow_opt.compile()  # the update's graph is cached: nothing compiles from the second copy on
     flow_scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
-    flow_gen = torch.Generator(device=device).manual_seed(seed + 104729 * (epoch + 1))  # main run unchanged
+    # the copy's batches come from a stream of their own: the main run's are unchanged
+    flow_gen = torch.Generator(device=device).manual_seed(seed + 104729 * (epoch + 1))
     for _ in range(flow_epochs):
         train_epoch(flow_copy['net'], flow_opt, flow_scaler, flow_gen)
     record = evaluate(flow_copy['net'], prefix='flow_')
     record['flow_weight_norm'] = optim.weight_norms(flow_params)[0]
-    return {**record, **(trace_of(flow_copy['raw'], epoch, prefix='flow_') if hessian_every else {})}
+    if hessian_every:
+        record.update(trace_of(flow_copy['raw'], epoch, prefix='flow_'))
+    return record
 
 
 def weight_decay_metrics(lr_now, train_loss, decayed_norm, angles):
-    """What weight decay does to the weights: the effective LR lr/||w||^2 of the scale-invariant ones,
-    the angle the decayed tensors turned in the epoch's last step against its equilibrium value, and
-    the objective the run minimises (train loss + c/2*||w||^2, c as the update implies: optim.py)."""
+    """What weight decay does: the scale-invariant weights' effective LR lr/||w||^2, the angles of
+    the decayed tensors in the last step, and the objective minimised, train loss + c/2*||w||^2."""
     si_sq = sum(n ** 2 for n in optim.weight_norms(si_params)[1])
     c = optim.l2_equivalent('sgd', weight_decay, wd_mode, momentum=momentum, lr_max=lr)
     return dict(eff_lr=lr_now / si_sq if si_sq > 0 else float('nan'),
-                **optim.angle_spread(angles or []),  # angular_update: the mean; _p10, _p90: its spread
+                **optim.angle_spread(angles),  # angular_update (the mean) and _p10, _p90
                 angular_update_eq=optim.equilibrium_angular_update(
                     'sgd', lr_now, weight_decay, wd_mode=wd_mode, lr_max=lr, momentum=momentum),
                 reg_objective=None if c is None else train_loss + c / 2 * decayed_norm ** 2)
 
 
 def save_checkpoint(done, it, keep=False):
+    """Everything a resumed run needs to continue exactly; keep: also as snapshot ckpt_ITER.pt."""
     global saved_epoch, saved_at
     run_io.save_checkpoint(dict(
-        model=raw_net.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+        model=raw_model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
         ema=ema.state_dict() if ema else None, epoch=done, iter=it, config=config,
         rng=run_io.rng_states(device), gen=gen.get_state()), ckpt_path, log=log_path,
         keep=Path(out_dir) / f'ckpt_{it}.pt' if keep else None)
@@ -332,72 +333,66 @@ def save_checkpoint(done, it, keep=False):
 # -----------------------------------------------------------------------------
 # the loop: an epoch of SGD, a training line; every eval_every epochs an eval line; checkpoints
 
-stop = run_io.GracefulStop()  # SIGINT / SIGTERM finish the epoch, checkpoint it, exit
-print(f"\n{'epoch':>6} {'loss':>8} {'train err':>10} {'test err':>9} {'ema err':>8} {'|w|':>9} "
-      f"{'lr':>8} {'img/s':>7} {'eta':>7}")
-t_start, pct = time.perf_counter(), lambda v: f"{100 * v:.2f}%"
-saved_epoch, saved_at = start_epoch, t_start
+stop = run_io.GracefulStop('epoch')  # SIGINT / SIGTERM finish the epoch, checkpoint it, exit
+print(run_io.resnet_header())
+t_start = saved_at = time.perf_counter()
+saved_epoch = start_epoch
 for epoch in range(start_epoch, epochs):
     done, it = epoch + 1, (epoch + 1) * iters_per_epoch
-    lr_now = optim.step_lr(epoch, lr, lr_flow, first_decay, epochs)  # exactly lr_flow from the drop on
-    for g in optimizer.param_groups:
-        g['lr'] = lr_now
+    optim.set_lr(opt, optim.step_lr(epoch, lr, lr_flow, first_decay, epochs))  # lr_flow after drop
     due = lambda every: every > 0 and done % every == 0
-    do_eval = due(eval_every) or due(hessian_every) or due(flow_every) or due(ckpt_every) or done == epochs
+    do_eval = (due(eval_every) or due(hessian_every) or due(flow_every) or due(ckpt_every)
+               or done == epochs)
 
-    # the replay's LR: from this step's ||w||^2, so that lr/||w||^2 is the source's (one host sync a step)
-    replay_lr = (lambda i: replay_at(epoch * iters_per_epoch + i, optim.weight_norms(si_params)[0] ** 2)) \
-        if replay_at else None
     t0 = time.perf_counter()
-    loss_sum, grad_norm_sum, angles = train_epoch(net, optimizer, scaler, gen, ema, radius,
-                                                  watch=decayed if do_eval else None, lr_at_step=replay_lr)
-    lr_now = optimizer.param_groups[0]['lr']  # the replay's varies step by step: its last step's
+    loss_sum, grad_norm_sum, angles = train_epoch(model, opt, scaler, gen, ema, radius,
+                                                  watch=decayed if do_eval else None,
+                                                  lr_at_step=replay_lr(epoch) if elr_from else None)
+    lr_last = opt.param_groups[0]['lr']  # the epoch's last step's (a replay's changes every step)
     loss = loss_sum.item() / iters_per_epoch  # the epoch's one host sync
     dt = time.perf_counter() - t0
     weight_norm = optim.weight_norms(trainable)[0]
-    record = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, loss=loss,
+    record = dict(iter=it, epoch=done, lr=lr_last, wd=weight_decay, loss=loss,
                   grad_norm=grad_norm_sum.item() / iters_per_epoch, weight_norm=weight_norm,
-                  decayed_norm=optim.weight_norms(decayed)[0], ms_per_iter=1e3 * dt / iters_per_epoch)
+                  decayed_norm=optim.weight_norms(decayed)[0],
+                  ms_per_iter=1e3 * dt / iters_per_epoch)
     if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total
         record['skipped'] = scaler.skipped
     if not math.isfinite(loss):
         run_io.stop_diverged(log_path, record, f"the training loss is {loss} in epoch {done}")
     run_io.append_log(log_path, record)
 
-    errs = ('', '', '')
-    if do_eval:  # the iterate, then the EMA with BatchNorm statistics of its own, on both splits
+    # Evaluate the iterate on every split, then the EMA. The EMA's averaged weights match no running
+    # statistics: its BatchNorm layers get their own from a pass over the training set, and it is
+    # evaluated through the same compiled net, which gets its own weights back afterwards.
+    ev = None
+    if do_eval:
         t_eval = time.perf_counter()
-        ev = dict(iter=it, epoch=done, lr=lr_now, wd=weight_decay, eval=True, diverged=False, **evaluate(net),
-                  weight_norm=weight_norm)
-        ev.update(weight_decay_metrics(lr_now, ev['train_loss'], record['decayed_norm'], angles))
+        ev = dict(iter=it, epoch=done, lr=lr_last, wd=weight_decay, eval=True, diverged=False,
+                  **evaluate(model), weight_norm=weight_norm)
+        ev.update(weight_decay_metrics(lr_last, ev['train_loss'], record['decayed_norm'], angles))
         if ema is not None:
             t_bn = time.perf_counter()
-            ema.copy_buffers(raw_net)  # the buffers are copied, not averaged, when the EMA is used
-            reestimate_bn(ema.model, bn_batches())  # averaged weights need their own BN statistics
+            ema.copy_buffers(raw_model)  # the buffers are copied, not averaged
+            reestimate_bn(ema.model, bn_batches())
             ev['bn_s'] = time.perf_counter() - t_bn
-            ev['weight_norm_ema'] = optim.weight_norms(  # the EMA of the trainable weights only
-                [e for e, p in zip(ema.model.parameters(), raw_net.parameters()) if p.requires_grad])[0]
-            with ema.swapped_into(raw_net):  # evaluated by the same (compiled) net, whose weights come back
-                ev.update(evaluate(net, suffix='_ema'))
-        ev['eval_s'] = time.perf_counter() - t_eval  # both nets on both splits, BN re-estimation included
+            ema_trainable = [e for e, p in zip(ema.model.parameters(), raw_model.parameters())
+                             if p.requires_grad]
+            ev['weight_norm_ema'] = optim.weight_norms(ema_trainable)[0]
+            with ema.swapped_into(raw_model):
+                ev.update(evaluate(model, suffix='_ema'))
+        ev['eval_s'] = time.perf_counter() - t_eval  # both nets, every split, with the BN pass
         if due(hessian_every):
-            ev.update(trace_of(raw_net, epoch))
+            ev.update(trace_of(raw_model, epoch))
         if due(flow_every):
             ev.update(flow(epoch))
         run_io.append_log(log_path, ev)
-        errs = (pct(ev['train_err']), pct(ev['test_err']), pct(ev['test_err_ema']) if ema else '-')
     # a checkpoint at the end, at every kept snapshot and after every ckpt_minutes of training
-    if done == epochs or due(ckpt_every) or time.perf_counter() - saved_at > 60 * ckpt_minutes:
+    if done == epochs or due(ckpt_every) or run_io.minutes_passed(saved_at, ckpt_minutes):
         save_checkpoint(done, it, keep=due(ckpt_every))
 
-    eta = run_io.format_duration((time.perf_counter() - t_start) / (done - start_epoch) * (epochs - done))
-    print(f"{done:>6} {loss:>8.4f} {errs[0]:>10} {errs[1]:>9} {errs[2]:>8} {weight_norm:>9.2f} "
-          f"{lr_now:>8.1e} {iters_per_epoch * batch_size / dt:>7.0f} {eta:>7}")
-    if do_eval:
-        extra = [f"{k} {ev[k]:.4g}" for k in ('test_loss', 'eff_lr', 'angular_update', 'angular_update_eq',
-                                             'trace_hessian') if ev.get(k) is not None]
-        extra += [f"flow_test_err {pct(ev['flow_test_err'])}"] if 'flow_test_err' in ev else []
-        print(f"{'':>6} eval: " + ' | '.join(extra))
+    eta = (time.perf_counter() - t_start) / (done - start_epoch) * (epochs - done)
+    print(run_io.resnet_row(record, ev, iters_per_epoch * batch_size / dt, eta))
     if stop.requested() and done < epochs:
         if saved_epoch != done:
             save_checkpoint(done, it)

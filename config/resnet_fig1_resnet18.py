@@ -6,7 +6,7 @@
 #   python train_resnet.py config/resnet_fig1_resnet18.py --lr=0.001                         # small LR + WD
 #   python train_resnet.py config/resnet_fig1_resnet18.py --lr=0.001 --weight_decay=0        # small LR, no WD
 dataset = 'cifar10'
-model = 'resnet18'
+arch = 'resnet18'
 batch_norm = True
 batch_size = 128
 momentum = 0.0

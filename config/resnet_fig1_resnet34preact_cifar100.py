@@ -5,7 +5,7 @@
 #   python train_resnet.py config/resnet_fig1_resnet34preact_cifar100.py --lr=0.001              # small LR + WD
 #   python train_resnet.py config/resnet_fig1_resnet34preact_cifar100.py --lr=0.001 --weight_decay=0
 dataset = 'cifar100'
-model = 'resnet34preact'
+arch = 'resnet34preact'
 batch_norm = True
 batch_size = 128
 momentum = 0.0

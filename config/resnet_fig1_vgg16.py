@@ -7,7 +7,7 @@
 #   python train_resnet.py config/resnet_fig1_vgg16.py --lr=0.01                             # small LR + WD
 #   python train_resnet.py config/resnet_fig1_vgg16.py --lr=0.01 --weight_decay=0            # small LR, no WD
 dataset = 'cifar10'
-model = 'vgg16'
+arch = 'vgg16'
 batch_norm = False
 batch_size = 128
 momentum = 0.0

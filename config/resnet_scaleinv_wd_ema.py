@@ -6,7 +6,7 @@
 # decay here are Figure 1's; log the weight norm, eff_lr and the *_ema errors. Compare:
 #   python train_resnet.py config/resnet_scaleinv_wd_ema.py
 #   python train_resnet.py config/resnet_scaleinv_wd_ema.py --weight_decay=0
-model = 'resnet18'
+arch = 'resnet18'
 scale_inv = True
 momentum = 0.0
 batch_size = 128

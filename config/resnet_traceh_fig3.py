@@ -4,7 +4,7 @@
 # fine-tuned copy is logged (trace_hessian, flow_trace_hessian). Compare with --weight_decay=0.
 #   python train_resnet.py config/resnet_traceh_fig3.py
 #   python train_resnet.py config/resnet_traceh_fig3.py --weight_decay=0
-model = 'resnet18'
+arch = 'resnet18'
 batch_norm = True
 momentum = 0.0
 batch_size = 128

@@ -166,3 +166,13 @@ def test_help_lists_every_key_with_its_default(tmp_path):
     out = run_script(tmp_path, '--help')
     assert out.returncode == 0 and 'A toy training script.' in out.stdout
     assert '--batch_size   = 12' in out.stdout and '--weight_decay = 0.0' in out.stdout
+
+
+def test_a_bad_value_names_the_value_in_force_not_only_the_default(tmp_path):
+    cfg = tmp_path / 'demo.py'
+    cfg.write_text('max_iters = 1500\n')
+    with pytest.raises(ConfigError, match=r"max_iters: expected an integer \(the value in force is 1500, "
+                                          r"the default 100\), got 'abc'"):
+        apply_args(DEFAULTS, [str(cfg), '--max_iters=abc'])
+    with pytest.raises(ConfigError, match=r"\(the default is 100\)"):  # no config file changed it
+        apply_args(DEFAULTS, ['--max_iters=abc'])

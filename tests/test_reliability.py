@@ -499,6 +499,7 @@ def test_a_signal_checkpoints_the_current_step_and_resume_continues_exactly(char
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
+    assert f'{sig.name}: stopping after this step, with a checkpoint' in err
     line = err.strip().splitlines()[-1]
     assert line.startswith(f'stopped by {sig.name}: checkpoint at iteration ') and 'Traceback' not in err
     stopped = int(line.split('iteration ')[1].split()[0])
@@ -519,6 +520,7 @@ def test_resnet_sigterm_checkpoints_the_epoch_and_resume_continues_exactly(cifar
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
+    assert 'SIGTERM: stopping after this epoch, with a checkpoint' in err  # what it then does
     assert err.strip().splitlines()[-1].startswith('stopped by SIGTERM: checkpoint after epoch ')
     epoch = run_io.load_checkpoint(run_dir / 'ckpt.pt')['epoch']
     assert 1 <= epoch < 6

@@ -213,6 +213,10 @@ def test_missing_data_and_an_existing_run_are_clear_errors(char_data, tmp_path, 
                                                        f'--out_dir={tmp_path / "run"}'])
     assert status == 2 and 'already holds a run' in err
     assert (tmp_path / 'run' / 'log.jsonl').read_text() == '{"iter": 0}\n'  # nothing lost
+    # both at once: the missing data first, which the user fixes before choosing a folder
+    status, err = run_in_process(monkeypatch, capsys, [*TINY, f'--data_dir={tmp_path / "none"}',
+                                                       f'--out_dir={tmp_path / "run"}'])
+    assert status == 2 and 'python prepare_data.py shakespeare_char' in err, err
 
 
 def test_the_command_line_gives_no_traceback(tmp_path):

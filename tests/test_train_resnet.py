@@ -104,12 +104,12 @@ def test_a_non_finite_loss_is_logged_as_divergence_and_the_run_stops_cleanly(cif
     (['--batch_size=0'], 'batch_size must be at least 1'),
     (['--lr=-0.1'], 'lr must be >= 0'),
     (['--weight_decay=-1'], 'weight_decay must be >= 0'),
-    (['--model=resnet50'], 'unknown model'),
+    (['--arch=resnet50'], 'unknown arch'),
     (['--dataset=mnist'], 'unknown dataset'),
     (['--dtype=float8'], 'unknown dtype'),
     (['--wd_mode=l1'], 'unknown wd_mode'),
     (['--device=tpu'], 'unknown device'),
-    (['--model=vgg16', '--scale_inv=True'], 'no scale-invariant variant'),
+    (['--arch=vgg16', '--scale_inv=True'], 'no scale-invariant variant'),
     (['--n_train=15'], 'balanced subset of 15'),
     (['--init_from=resume'], 'cannot resume'),
 ])
@@ -131,6 +131,9 @@ def test_an_existing_run_is_not_overwritten_without_resume(cifar_dir, tmp_path):
     out = train(*TINY, f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/run', check=False)
     assert out.returncode == 2 and '--init_from=resume' in out.stderr
     assert (tmp_path / 'run' / 'log.jsonl').read_text() == '{"iter": 1}\n'
+    # with the data missing too, the data first: what the user fixes before choosing a folder
+    out = train(*TINY, f'--data_dir={tmp_path / "none"}', f'--out_dir={tmp_path}/run', check=False)
+    assert out.returncode == 2 and 'python prepare_data.py cifar10' in out.stderr, out.stderr
 
 
 @pytest.mark.slow
