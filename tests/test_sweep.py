@@ -291,6 +291,14 @@ def test_a_held_folder_is_refused_in_one_line_then_freed_by_sigkill_and_a_stale_
     assert run_io.read_log(folder / 'log.jsonl')[-1]['iter'] == 10 and (folder / 'ckpt.pt').is_file()
 
 
+def test_a_failed_run_is_listed_at_the_end_with_its_last_lines_and_the_exit_status_is_1(tiny, tmp_path):
+    code, out, err = run_in(tmp_path, sweep(tiny, f'--data_dir={tmp_path / "missing"}', '--seed=3'))
+    assert code == 1, out + err
+    assert '1 failed' in out and 'failed tiny_seed3 (exit 2' in out, out
+    listing = out[out.index('failed: tiny_seed3; the last lines of out/tiny_seed3/output.txt:'):]
+    assert 'error: ' in listing and str(tmp_path / 'missing') in listing, out  # the script's own one line
+
+
 @pytest.mark.parametrize('args, message', [
     (['sample.py'], 'sweep.py runs train_gpt.py or train_resnet.py'),
     (['train_gpt.py', 'no_such_file.py'], 'cannot read config file no_such_file.py'),
