@@ -231,7 +231,8 @@ SHORT_NAMES = {'weight_decay': 'wd', 'learning_rate': 'lr', 'wd_mode': 'wdmode',
                'batch_size': 'bs', 'optimizer': 'opt', 'max_iters': 'iters'}
 # keys that change where and how fast a run goes, not what it learns: left out of run names
 NOT_IN_NAMES = ('out_dir', 'data_dir', 'init_from', 'device', 'compile', 'eval_interval', 'eval_iters',
-                'log_interval', 'eval_every', 'eval_batch_size', 'ckpt_every', 'ckpt_minutes')
+                'log_interval', 'eval_every', 'eval_batch_size', 'ckpt_every', 'ckpt_minutes', 'wandb_log',
+                'wandb_project', 'wandb_run_name')
 
 
 def run_name(prefix, config, argv=None, files=True):

@@ -209,6 +209,8 @@ def end_processes(status=None):
         if status is not None:
             sys.exit(status)
         return
+    if _tracker is not None:  # os._exit below skips the atexit hook that would finish it
+        _tracker.finish()
     dist.barrier()
     dist.destroy_process_group()
     sys.stdout.flush()
@@ -256,12 +258,30 @@ def atomic_write(path, write):
 
 
 def prepare_run_dir(out_dir, config):
-    """Create the run folder and write config.json; an unwritable folder is an OSError."""
+    """Create the run folder and write config.json; an unwritable folder is an OSError. With
+    config['wandb_log'], start the Weights & Biases run that append_log feeds."""
+    wandb = _import_wandb() if config.get('wandb_log') else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps({k: _finite_or_none(v) for k, v in config.items()}, indent=1, default=str).encode()
     atomic_write(out_dir / 'config.json', lambda f: f.write(text))
+    if wandb is not None:
+        global _tracker
+        _tracker = wandb.init(project=config['wandb_project'], config=config,
+                              name=config['wandb_run_name'] or out_dir.name)
     return out_dir
+
+
+# experiment tracking, as nanoGPT's wandb_log: the W&B run every log record also goes to, or None
+_tracker = None
+
+
+def _import_wandb():
+    try:
+        import wandb
+    except ImportError:
+        fail("wandb_log=True needs the wandb package: pip install wandb (or --wandb_log=False)")
+    return wandb
 
 
 def _finite_or_none(value):
@@ -269,10 +289,13 @@ def _finite_or_none(value):
 
 
 def append_log(path, record):
-    """Append one JSON line; NaN and inf become null so every line is strict JSON."""
+    """Append one JSON line; NaN and inf become null so every line is strict JSON. With wandb_log,
+    the same record goes to Weights & Biases, at the step of its iteration."""
     record = {k: _finite_or_none(v) for k, v in record.items()}
     with open(path, 'a') as f:
         f.write(json.dumps(record) + '\n')
+    if _tracker is not None:
+        _tracker.log(record, step=record.get('iter'))
 
 
 def read_log(path):

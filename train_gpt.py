@@ -74,6 +74,7 @@ device = 'auto'  # 'auto' picks cuda, then mps, then cpu
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16' (autocast); 'auto': bfloat16 where supported
 compile = 'auto'  # 'auto' compiles on CUDA only; True or False
 seed = 0
+wandb_log, wandb_project, wandb_run_name = False, 'why-weight-decay', ''  # '': the run's name
 config, overrides = configure(globals(), __doc__, choices={'wd_mode': optim.WD_MODES})
 
 # -----------------------------------------------------------------------------

@@ -74,6 +74,7 @@ compile = 'auto'  # auto (on CUDA only) | True | False
 seed = 0
 out_dir = ''  # '' = out/ + a name built from the config file and the overrides
 init_from = 'scratch'  # scratch | resume (continue out_dir's checkpoint exactly)
+wandb_log, wandb_project, wandb_run_name = False, 'why-weight-decay', ''  # '': the run's name
 config, overrides = configure(globals(), __doc__, choices={
     'arch': VISION_NETS, 'dataset': ('cifar10', 'cifar100'), 'wd_mode': optim.WD_MODES,
     'init_from': ('scratch', 'resume')})
@@ -152,9 +153,9 @@ if checkpoint is not None:
     run_io.load_weights(raw_model, checkpoint['model'])
 # Static shapes: the train batch, the eval batch and a last smaller eval batch each compile once.
 model = torch.compile(raw_model, dynamic=False) if use_compile else raw_model
-n_trainable, n_all = (sum(p.numel() for p in ps) for ps in (trainable, raw_model.parameters()))
 print(f"{arch} width {width}, batch_norm={batch_norm}, scale_inv={scale_inv}: "
-      f"{n_trainable:,} trainable parameters of {n_all:,}")
+      f"{sum(map(torch.numel, trainable)):,} trainable parameters of "
+      f"{sum(map(torch.numel, raw_model.parameters())):,}")
 
 
 if radius > 0 and checkpoint is None:
@@ -365,9 +366,8 @@ for epoch in range(start_epoch, epochs):
     # Evaluate the iterate on every split, then the EMA. The EMA's averaged weights match no running
     # statistics: its BatchNorm layers get their own from a pass over the training set, and it is
     # evaluated through the same compiled net, which gets its own weights back afterwards.
-    ev = None
+    ev, t_eval = None, time.perf_counter()
     if do_eval:
-        t_eval = time.perf_counter()
         ev = dict(iter=it, epoch=done, lr=lr_last, wd=weight_decay, eval=True, diverged=False,
                   **evaluate(model), weight_norm=weight_norm)
         ev.update(weight_decay_metrics(lr_last, ev['train_loss'], record['decayed_norm'], angles))

@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,3 +147,61 @@ def test_the_training_scripts_make_their_collectives_through_run_io():
     for script in ('train_gpt.py', 'train_resnet.py'):
         text = (root / script).read_text()
         assert 'torch.distributed' not in text and 'dist.' not in text, script
+
+
+def wandb_history(run_dir):
+    """{step: {key: value}} of every offline W&B run under run_dir: the rows the real library wrote to its
+    run-*.wandb file (LevelDB-style 32 KiB blocks of protobuf records after a 7-byte header)."""
+    import struct
+    from wandb.proto import wandb_internal_pb2
+    rows = {}
+    for path in Path(run_dir).glob('wandb/offline-run-*/run-*.wandb'):
+        data, pos, parts = path.read_bytes(), 7, b''
+        while pos + 7 <= len(data):
+            left = 32768 - pos % 32768
+            _, length, kind = struct.unpack('<IHB', data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+            if length == 0 and kind == 0:  # the rest of a block is padding
+                pos += left
+                continue
+            parts, pos = parts + data[pos + 7:pos + 7 + length], pos + 7 + length
+            if kind in (1, 4):  # a whole record, or the last piece of one
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(parts)
+                parts = b''
+                if record.WhichOneof('record_type') == 'history':
+                    items = {i.nested_key[0]: json.loads(i.value_json) for i in record.history.item}
+                    rows[record.history.step.num] = items
+    return rows
+
+
+def test_wandb_log_sends_every_log_record_to_weights_and_biases(char_data, tmp_path):
+    pytest.importorskip('wandb', reason="wandb is an optional dependency (CI installs it)")
+    import subprocess
+    import sys
+    root = Path(run_io.__file__).parent
+    env = {**os.environ, 'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path), 'WANDB_SILENT': 'true',
+           'OMP_NUM_THREADS': '1'}
+    run = tmp_path / 'run'
+    out = subprocess.run([sys.executable, str(root / 'train_gpt.py'), '--dataset=shakespeare_char',
+                          f'--data_dir={char_data}', f'--out_dir={run}', '--device=cpu', '--n_layer=1',
+                          '--n_head=2', '--n_embd=16', '--block_size=16', '--batch_size=4',
+                          '--gradient_accumulation_steps=1', '--vocab_multiple=1', '--eval_iters=2',
+                          '--max_iters=12', '--warmup_iters=2', '--log_interval=3', '--eval_interval=6',
+                          '--wandb_log=True'], cwd=root, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = wandb_history(tmp_path)
+    log = run_io.read_log(run / 'log.jsonl')
+    assert sorted(rows) == sorted({r['iter'] for r in log}) == [0, 3, 6, 9, 12]
+    for record in log:  # an eval line and a training line of one iteration share its row
+        row = rows[record['iter']]
+        assert {k: row[k] for k in record} == record
+
+
+def test_wandb_log_without_wandb_is_one_line_before_the_run_folder_exists(tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, 'wandb', None)  # as if not installed: importing it fails
+    with pytest.raises(SystemExit) as stop:
+        run_io.prepare_run_dir(tmp_path / 'run', {'wandb_log': True, 'wandb_project': 'p'})
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith('error: wandb_log=True needs the wandb package')
+    assert not (tmp_path / 'run').exists()
