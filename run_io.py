@@ -70,12 +70,14 @@ def check_run_dir(out_dir, init_from):
 
 
 def load_start(init_from, out_dir, script, needed, shape_keys, config, overrides):
-    """The checkpoint a run starts from, on the CPU (RNG states must stay there): None from scratch,
-    out_dir's ckpt.pt to resume, the file init_from names to fine-tune. The keys that shape the model
-    and its data (shape_keys) come from it into config. Exit 2 if it cannot be read, was not written
-    by `script` (it lacks a key of `needed`), or an override contradicts its shape."""
+    """(checkpoint, shape): the checkpoint a run starts from, on the CPU (RNG states must stay there),
+    None from scratch, out_dir's ckpt.pt to resume, the file init_from names to fine-tune; and its
+    values of the keys that shape the model and its data (shape_keys), which config takes too. Exit 2
+    if it cannot be read, was not written by `script` (it lacks a key of `needed`), or an override
+    contradicts its shape. A resumed run's config keeps the init_from its run started with: config.json
+    describes the run (scratch, or a fine-tuning of a parent), not how this process started."""
     if init_from == 'scratch':
-        return None
+        return None, {}
     if init_from == 'resume':
         check_run_dir(out_dir, init_from)
     path = Path(out_dir) / 'ckpt.pt' if init_from == 'resume' else init_from
@@ -88,8 +90,11 @@ def load_start(init_from, out_dir, script, needed, shape_keys, config, overrides
         fail(e)
     if not set(needed) <= checkpoint.keys():
         fail(f"{path} is not a {script} checkpoint")
-    config.update(shape_from(checkpoint, config, shape_keys, overrides))
-    return checkpoint
+    shape = shape_from(checkpoint, config, shape_keys, overrides)
+    config.update(shape)
+    if init_from == 'resume':
+        config['init_from'] = checkpoint['config'].get('init_from', 'scratch')
+    return checkpoint, shape
 
 
 def shape_from(checkpoint, config, keys, overrides):

@@ -105,12 +105,12 @@ if not out_dir:
 ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
 resumed = init_from == 'resume'
 # A checkpoint to resume or fine-tune from gives the architecture: config and the globals take it.
-checkpoint = run_io.load_start(init_from, out_dir, 'train_gpt.py',
-                               ('model', 'model_args', 'config', 'iter', 'optimizer', 'ema'),
-                               ('n_layer', 'n_head', 'n_embd', 'bias', 'block_size',
-                                'vocab_multiple'), config, overrides)
+checkpoint, shape = run_io.load_start(init_from, out_dir, 'train_gpt.py',
+                                      ('model', 'model_args', 'config', 'iter', 'optimizer', 'ema'),
+                                      ('n_layer', 'n_head', 'n_embd', 'bias', 'block_size',
+                                       'vocab_multiple'), config, overrides)
+globals().update(shape)
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
-globals().update(config)
 
 data_path = Path(data_dir or os.path.join('data', dataset))
 meta, n_tokens = open_text_dataset(data_path, dataset, block_size)  # exit 2 if missing or damaged

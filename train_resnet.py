@@ -93,12 +93,12 @@ torch.backends.cudnn.benchmark = True  # the fastest convolution algorithms for 
 out_dir = out_dir or os.path.join('out', run_name('resnet', config))
 ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
 # A resumed run takes the net and its data from the checkpoint; an override against them exits 2.
-checkpoint = run_io.load_start(init_from, out_dir, 'train_resnet.py',
-                               ('model', 'optimizer', 'config', 'epoch', 'rng', 'gen'),
-                               ('arch', 'width', 'batch_norm', 'scale_inv', 'dataset', 'n_train',
-                                'batch_size', 'wd_params'), config, overrides)
+checkpoint, shape = run_io.load_start(init_from, out_dir, 'train_resnet.py',
+                                      ('model', 'optimizer', 'config', 'epoch', 'rng', 'gen'),
+                                      ('arch', 'width', 'batch_norm', 'scale_inv', 'dataset',
+                                       'n_train', 'batch_size', 'wd_params'), config, overrides)
+globals().update(shape)
 config.update(out_dir=out_dir, device=device, dtype=dtype, compile=compile)  # as resolved
-globals().update(config)
 
 splits = load_image_dataset(Path(data_dir or 'data') / dataset, dataset)  # exit 2 if missing
 # checked after the data, which a user would fix first: a new run needs a folder without a run

@@ -9,6 +9,7 @@ losses match its hand-run twin's. Linux only (fcntl, /proc), as the rest of the 
 import contextlib
 import fcntl
 import io
+import json
 import os
 import runpy
 import shlex
@@ -23,6 +24,7 @@ import pytest
 import torch
 
 import run_io
+from conftest import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = ['--weight_decay=0,0.1', '--seed=0,1']
@@ -217,8 +219,12 @@ def test_a_stopped_sweep_run_again_skips_the_finished_runs_and_resumes_the_rest(
     assert out.strip().splitlines()[-1] == 'sweep: 4 done'
     for name in NAMES:  # every run ends as the same command run by hand, uninterrupted
         assert_same_run(where / 'out' / name, direct[0] / 'out' / name)
-    # PLOT TABLE: once plot.py has --table, check here that the four runs make one table, e.g.
-    #   run_script('plot.py', *(where / 'out' / n for n in NAMES), '--table=...')
+    # and the sweep's folders make the table of its comparison: two settings of two seeds each
+    table = run_script('plot.py', *(where / 'out' / n for n in NAMES), '--table=val_loss',
+                       '--baseline=weight_decay=0', '--format=json')
+    assert table.returncode == 0, table.stderr
+    rows = json.loads(table.stdout)['rows']
+    assert sorted(sorted(r['seeds']) for r in rows) == [[0, 1], [0, 1]], rows
 
 
 @pytest.mark.slow
