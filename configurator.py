@@ -63,6 +63,8 @@ RELATIONS = [
      "heldout needs n_train > 0: the held-out images are the training images outside the subset"),
     (('elr_from', 'weight_decay'), lambda c: not (c['elr_from'] and c['weight_decay'] > 0),
      "elr_from replays a run's effective LR without weight decay: add --weight_decay=0"),
+    (('elr_from', 'optimizer'), lambda c: not (c['elr_from'] and c['optimizer'] != 'adamw'),
+     "elr_from replays AdamW's per-matrix lr/||w||: it needs optimizer='adamw'"),
     (('elr_from', 'scale_inv'), lambda c: c['scale_inv'] or not c['elr_from'],
      "elr_from needs scale_inv=True: lr/||w||^2 is the whole net's effective LR only when every trained "
      "weight is scale-invariant"),

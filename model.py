@@ -55,6 +55,14 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
+    def logits(self, x):
+        """The attention logits q.k/sqrt(d) of input x, (B, n_head, T, T), that forward's softmax takes
+        (the causal mask not applied): in the dtype autocast gives them, as in training."""
+        B, T, C = x.size()
+        q, k, _ = self.c_attn(x).split(C, dim=2)
+        q, k = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k))
+        return q @ k.transpose(-2, -1) / math.sqrt(C // self.n_head)
+
 
 class MLP(nn.Module):
 
@@ -126,6 +134,44 @@ class GPT(nn.Module):
             # float32 logits for the loss: under bf16 autocast this keeps the softmax accurate
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
+
+    @torch.no_grad()
+    def logit_stats(self, idx):
+        """What low precision meets in the attention, on the sequences idx (the attention-logit growth of
+        Dehghani et al. 2023 and Wortsman et al. 2023: the logits grow with ||W_q|| ||W_k||). Per layer
+        the largest |q.k/sqrt(d)| at the causal positions; the largest |output logit|; and, from the
+        same float32 inputs of each layer, the attention logits computed in bfloat16 (autocast, as in
+        training) against float32: their relative error, over all layers together, and the mean total
+        variation distance between the attention weights (softmax rows) they give. The relative error
+        of a bfloat16 product hardly depends on its size (8 bits of mantissa: about 2^-9); its
+        absolute error grows with the logits, and the softmax turns it into wrong attention weights."""
+        inputs = []
+        hooks = [b.attn.register_forward_pre_hook(lambda m, args: inputs.append(args[0].float()))
+                 for b in self.transformer.h]
+        try:
+            with torch.autocast(idx.device.type, enabled=False):
+                out = self(idx)[0]
+        finally:
+            for h in hooks:
+                h.remove()
+        T = idx.size(1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+        maxes, tvs, err_sq, ref_sq = [], [], 0.0, 0.0
+        for block, x in zip(self.transformer.h, inputs):
+            with torch.autocast(idx.device.type, enabled=False):
+                exact = block.attn.logits(x)
+            with torch.autocast(idx.device.type, dtype=torch.bfloat16):
+                low = block.attn.logits(x).float()
+            maxes.append(exact[..., causal].abs().max())
+            err_sq = err_sq + (low - exact)[..., causal].square().sum()
+            ref_sq = ref_sq + exact[..., causal].square().sum()
+            weights = [torch.softmax(t.masked_fill(~causal, float('-inf')), -1) for t in (exact, low)]
+            tvs.append(0.5 * (weights[1] - weights[0]).abs().sum(-1).mean())
+        maxes = torch.stack(maxes).tolist()  # one transfer for every number
+        return dict(attn_logit_max=max(maxes), attn_logit_max_layers=maxes,
+                    output_logit_max=out.abs().max().item(),
+                    attn_logit_bf16_err=(err_sq / ref_sq).sqrt().item(),
+                    attn_weight_bf16_tv=torch.stack(tvs).mean().item())
 
     def flops_per_token(self, seq_len):
         """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12*L*H*Q*T."""

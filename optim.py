@@ -295,11 +295,12 @@ def load_moments(optimizer, state_dict):
 # -----------------------------------------------------------------------------
 # which parameters are decayed
 
-def param_groups(model, weight_decay, wd_params='matrices'):
+def param_groups(model, weight_decay, wd_params='matrices', per_tensor=False):
     """Split a model's trainable parameters into a decayed and a non-decayed group.
 
     wd_params: 'matrices' (dim >= 2: weights and embeddings, not biases or norm gains),
     'all', or space-separated substrings of parameter names ('wte wpe mlp attn lm_head').
+    per_tensor: every decayed tensor in a group of its own (an LR of its own: adam_elr_replay).
     Returns (groups, summary); tied parameters appear once (named_parameters removes duplicates).
     """
     names = {}  # a tied tensor has several names (wte.weight, lm_head.weight) and is counted once
@@ -322,8 +323,9 @@ def param_groups(model, weight_decay, wd_params='matrices'):
         is_decayed = lambda p: any(k in n for k in keys for n in names[p])
     decay = [p for p in names if is_decayed(p)]
     no_decay = [p for p in names if not is_decayed(p)]
-    groups = [{'params': decay, 'weight_decay': weight_decay, 'decayed': True},
-              {'params': no_decay, 'weight_decay': 0.0, 'decayed': False}]
+    groups = [{'params': ps, 'weight_decay': weight_decay, 'decayed': True}
+              for ps in ([[p] for p in decay] if per_tensor else [decay])]
+    groups.append({'params': no_decay, 'weight_decay': 0.0, 'decayed': False})
     groups = [g for g in groups if g['params']]  # torch.optim accepts no empty group
     count = lambda ps: sum(p.numel() for p in ps)
     summary = (f"weight decay {weight_decay} on {len(decay)} tensors ({count(decay):,} parameters), "
@@ -341,10 +343,12 @@ def project_to_sphere(params, radius):
 # -----------------------------------------------------------------------------
 # learning-rate schedules: plain functions of the iteration
 
-def set_lr(optimizer, lr):
-    """Give every parameter group this learning rate (the scripts set it before every step or epoch)."""
+def set_lr(optimizer, lr, decayed_lrs=None):
+    """Give every parameter group this learning rate (the scripts set it before every step or epoch);
+    with decayed_lrs, one for each decayed group, in order, instead (an effective-LR replay)."""
+    decayed = iter(decayed_lrs or ())
     for group in optimizer.param_groups:
-        group['lr'] = lr
+        group['lr'] = next(decayed) if decayed_lrs and _is_decayed(group) else lr
 
 
 def cosine_lr(it, lr, min_lr, warmup_iters, decay_iters):
@@ -367,6 +371,29 @@ def constant_lr(it, lr, warmup_iters):
 def step_lr(it, lr, lr_flow, first_decay, total_iters):
     """The paper's vision schedule: lr until a fraction first_decay of training, then exactly lr_flow."""
     return lr if it < round(first_decay * total_iters) else lr_flow
+
+
+def adam_elr_replay(source_log, n_matrices):
+    """The LR schedules that replay, in another run, each decayed matrix's lr/||w|| of an AdamW run:
+    Adam's update has about the same size whatever the weights', so a matrix turns by about
+    lr*||u||/||w|| per step and lr/||w|| is its effective LR. lr_at(it, norms) gives the LR of each
+    matrix at iteration it from their norms now: source_lr(it) / source_norm(it) * norm. The source's
+    LR and per-matrix norms (decayed_norms) come from all its lines, every log_interval, linearly
+    interpolated (the same seed starts from the same weights, which its eval at 0 logs). The run it
+    drives needs one parameter group per decayed matrix (param_groups(per_tensor=True))."""
+    lines = sorted((r['iter'], r['lr'], r['decayed_norms']) for r in source_log if r.get('decayed_norms'))
+    if not lines or lines[0][0] != 0 or any(len(n) != n_matrices for _, _, n in lines):
+        raise ValueError(f"the source log needs decayed_norms for its {n_matrices} decayed matrices "
+                         f"from iteration 0 on (a train_gpt.py run of this model and wd_params)")
+    iters, lrs, norms = (np.array(column, dtype=float) for column in zip(*lines))
+
+    def lr_at(it, matrix_norms):
+        if it > iters[-1]:
+            raise ValueError(f"iteration {it} is beyond the source run's last line ({int(iters[-1])})")
+        source_lr = np.interp(it, iters, lrs)
+        return [float(source_lr / np.interp(it, iters, norms[:, i]) * n)
+                for i, n in enumerate(matrix_norms)]
+    return lr_at
 
 
 def elr_replay(source_log, start_sq_norm):
@@ -486,6 +513,13 @@ class GradScaler(torch.amp.GradScaler):
 # -----------------------------------------------------------------------------
 # weight-decay diagnostics (cheap enough for every eval)
 
+def norm_metrics(params, decayed):
+    """The log's weight_norm (of params), decayed_norm and decayed_norms (of the decayed tensors: the
+    whole and each, in order)."""
+    decayed_norm, decayed_norms = weight_norms(decayed)
+    return dict(weight_norm=weight_norms(params)[0], decayed_norm=decayed_norm, decayed_norms=decayed_norms)
+
+
 @torch.no_grad()
 def weight_norms(params):
     """(global L2 norm, list of per-tensor norms) of a list of tensors."""
@@ -522,6 +556,15 @@ def _mean_adam_step(optimizer, groups, bias_correction):
     return torch.stack(sums).sum().item() / count if count else float('nan')
 
 
+@torch.no_grad()
+def matrix_elr(optimizer):
+    """Per decayed tensor, in order, its group's lr over its norm: the effective LR of Adam, whose
+    update has about the same size whatever the weights'. Read back in one transfer."""
+    pairs = [(g['lr'], p) for g in optimizer.param_groups if _is_decayed(g) for p in g['params']]
+    norms = torch.stack(torch._foreach_norm([p.detach() for _, p in pairs])).float().tolist()
+    return [lr / n for (lr, _), n in zip(pairs, norms)]
+
+
 def adam_effective_lr(optimizer):
     """Mean over the decayed parameters of Adam's per-coordinate step lr / (sqrt(v_hat) + eps)."""
     return _mean_adam_step(optimizer, [g for g in optimizer.param_groups if _is_decayed(g)], True)
@@ -546,6 +589,14 @@ def angular_updates(before, after):
         u, v = u / u.norm(), v / v.norm()
         angles.append(2 * torch.atan2((u - v).norm(), (u + v).norm()))
     return torch.stack(angles).tolist() if angles else []
+
+
+def rotation_metrics(angles, lr, optimizer_name, weight_decay, **rule):
+    """The log's angular_update (the mean of the per-tensor angles of one step), its spread _p10 and
+    _p90, and angular_update_eq, its rotational-equilibrium value at lr (None without angles or where
+    there is none). rule: the update's wd_mode, lr_max, beta1, momentum."""
+    eq = equilibrium_angular_update(optimizer_name, lr, weight_decay, **rule) if angles else None
+    return {**angle_spread(angles), 'angular_update_eq': eq}
 
 
 def angle_spread(angles):

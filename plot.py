@@ -79,6 +79,9 @@ LABELS = {
     'ms_per_iter': 'ms / iteration', 'val_err': 'validation next-token error (%)',
     'heldout_err': 'held-out error (%)', 'heldout_loss': 'held-out loss (cross-entropy)',
     'adam_elr_all': "Adam's effective LR, all parameters", 'angular_update_eq': 'equilibrium angle (rad/step)',
+    'attn_logit_max': 'largest attention logit |q.k|/sqrt(d)', 'output_logit_max': 'largest output logit',
+    'attn_logit_bf16_err': 'bf16 relative error of the attention logits',
+    'attn_weight_bf16_tv': 'bf16 error of the attention weights (TV)',
 }
 X_LABELS = {'iter': 'iteration', 'tokens': 'tokens seen', 'epoch': 'epoch'}
 SEED_NOTE = 'line: mean over seeds, band: lowest to highest'

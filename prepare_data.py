@@ -239,6 +239,19 @@ def prepare_openwebtext(source, out_dir, chunk=1024, val_fraction=0.0005):
     print(f"wrote {out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens")
 
 
+def read_sequences(path, starts, block_size, device):
+    """x, y of shape starts.shape + (block_size,) on the device: the sequences of block_size tokens of
+    the token file path (uint16) that begin at the indices starts (a CPU tensor), and the same shifted
+    by one token, the targets. The file is memory-mapped anew each time: one kept open grows in memory
+    as it is read. On a GPU the copy goes from pinned memory, without making the CPU wait."""
+    import numpy as np
+    import torch
+    data = np.memmap(path, dtype=np.uint16, mode='r')
+    buf = torch.from_numpy(data[starts.numpy()[..., None] + np.arange(block_size + 1)].astype(np.int64))
+    buf = (buf.pin_memory() if str(device).startswith('cuda') else buf).to(device, non_blocking=True)
+    return buf[..., :-1], buf[..., 1:]
+
+
 def open_text_dataset(data_path, name, block_size):
     """(meta, {'train': n_tokens, 'val': n_tokens}) of a prepared text dataset, checked as far as is
     cheap at every start (sizes, meta.json, the ids at both ends of each file); exit 2 otherwise."""

@@ -25,7 +25,7 @@ import optim
 import run_io
 from configurator import configure, fail, or_fail, run_name
 from model import GPT, GPTConfig, bf16_peak_flops
-from prepare_data import open_text_dataset
+from prepare_data import open_text_dataset, read_sequences
 
 # -----------------------------------------------------------------------------
 # defaults: the paper's main LLM run (GPT-2-small, context 256, OpenWebText; Sec. 3, Fig. 3)
@@ -34,6 +34,7 @@ out_dir = ''  # '' means out/<a name built from the overrides>
 eval_interval = 200  # the authors' value
 eval_iters = 125  # the authors evaluate 125 batches of 8: 1,000 fixed sequences per split
 eval_batch_size = 64  # sequences per eval forward pass: the same sequences in fewer, larger batches
+eval_whole_val = False  # True: val_loss over every token of the val split, in consecutive blocks
 log_interval = 10
 ckpt_minutes = 10.0  # write ckpt.pt after every this many minutes of training
 ckpt_every = 0  # > 0: also keep ckpt_ITER.pt every this many iterations, to fine-tune from
@@ -64,6 +65,7 @@ beta2 = 0.95
 momentum = 0.9  # SGD only
 grad_clip = 1.0  # 0 disables clipping
 ema_coef = 0.99  # EMA of the weights, evaluated beside the model
+elr_from = ''  # an AdamW run's folder: replay each matrix's lr/||w|| there, without weight decay
 # learning-rate schedule: 400 warmup steps, cosine to 6e-5 (decay_lr=False: the constant-LR runs)
 decay_lr = True
 warmup_iters = 400
@@ -121,16 +123,6 @@ print0(f"tokens per iteration: {tokens_per_iter:,} ({global_batch} sequences of 
        f"{accum_steps} micro-batch(es) of {micro_batch} per process)")
 
 
-def get_batch(split, ix):
-    """x, y of shape ix.shape + (block_size,): the sequences starting at ix; y shifted by one."""
-    # the memmap is opened again for every batch: a long-lived one keeps growing in memory
-    data = np.memmap(data_path / f'{split}.bin', dtype=np.uint16, mode='r')
-    buf = torch.from_numpy(data[ix.numpy()[..., None] + np.arange(block_size + 1)].astype(np.int64))
-    # from pinned memory the copy to a GPU goes on while the CPU carries on
-    buf = (buf.pin_memory() if device_type == 'cuda' else buf).to(device, non_blocking=True)
-    return buf[..., :-1], buf[..., 1:]
-
-
 sampler = torch.Generator().manual_seed(seed)  # the batches' stream: one per process, checkpointed
 
 
@@ -143,14 +135,19 @@ def next_batch():
     # share it and however large the micro-batches are.
     starts = torch.randint(n_tokens['train'] - block_size, (global_batch,), generator=sampler)
     rows = starts.view(world_size * accum_steps, micro_batch)
-    x, y = get_batch('train', rows[rank * accum_steps:(rank + 1) * accum_steps])
+    mine = rows[rank * accum_steps:(rank + 1) * accum_steps]
+    x, y = read_sequences(data_path / 'train.bin', mine, block_size, device)  # y: x shifted by one
     return state, x, y
 
 
-# The eval sequences are drawn once, from a stream of their own: every eval sees the same ones.
+# Fixed eval sequences, from a stream of their own (eval_whole_val: all of val, in blocks).
 eval_gen = torch.Generator().manual_seed(seed + 1)
-eval_batches = {s: get_batch(s, torch.randint(n_tokens[s] - block_size, (eval_iters * batch_size,),
-                                              generator=eval_gen)) for s in ('train', 'val')}
+eval_starts = {s: torch.randint(n_tokens[s] - block_size, (eval_iters * batch_size,),
+                                generator=eval_gen) for s in ('train', 'val')}
+if eval_whole_val:
+    eval_starts['val'] = torch.arange(0, n_tokens['val'] - block_size, block_size)
+eval_batches = {s: read_sequences(data_path / f'{s}.bin', starts, block_size, device)
+                for s, starts in eval_starts.items()}
 
 # -----------------------------------------------------------------------------
 # model, optimizer, schedule, EMA
@@ -167,8 +164,8 @@ model.to(device)
 torch.manual_seed(seed + rank)  # dropout masks differ between processes
 print0(f"GPT: {model.num_params():,} parameters, {n_layer} layers x {n_embd}, vocab {vocab_size:,}")
 
-# Weight decay acts on one parameter group: the tensors wd_params names (the matrices, by default).
-groups, summary = or_fail(optim.param_groups, model, weight_decay, wd_params)
+# Weight decay acts on the group of the tensors wd_params names (a replay: a group for each).
+groups, summary = or_fail(optim.param_groups, model, weight_decay, wd_params, bool(elr_from))
 if optimizer == 'adamw':
     opt = optim.AdamW(groups, lr=learning_rate, betas=(beta1, beta2), wd_mode=wd_mode)
 else:
@@ -181,6 +178,9 @@ print0(summary)
 tau = optim.wd_timescale(learning_rate, weight_decay, wd_mode=wd_mode, lr_max=learning_rate)
 config.update(wd_timescale_iters=tau, wd_timescale_frac=tau / max(max_iters, 1))
 print0(optim.timescale_line(tau, max_iters))
+# The replay sets each decayed matrix's LR at every step so that its lr/||w|| is the source run's.
+replay_at = elr_from and or_fail(optim.adam_elr_replay, run_io.read_log(Path(elr_from) /
+                                 'log.jsonl'), len(decayed), prefix=f"elr_from={elr_from}: ")
 
 iter_num = start_iter = 0
 clipped, pending_losses = 0, []  # clipped steps so far; losses since the last log line (on device)
@@ -212,8 +212,7 @@ def get_lr(it):
     return optim.constant_lr(it, learning_rate, warmup_iters)
 
 
-# raw_model is the model itself, without the compile and DDP wrappers: what is saved and averaged.
-raw_model = model
+raw_model = model  # without the compile and DDP wrappers: what is saved and averaged
 if use_compile:
     print0("compiling the model and the optimizer step (about a minute)")
     # Static shapes: each batch size (training, eval) gets a graph of its own, none a symbolic one.
@@ -252,6 +251,10 @@ def eval_at(it):  # every eval_interval, at the end, and at every kept snapshot
     return it % eval_interval == 0 or it == max_iters or (ckpt_every > 0 and it % ckpt_every == 0)
 
 
+def line_at(it):  # what every log line starts with
+    return dict(iter=it, lr=get_lr(it), wd=weight_decay, tokens=it * tokens_per_iter)
+
+
 def checkpoint_at(it):
     """Save at the start and the end, at every kept snapshot, and at the first log line after
     ckpt_minutes of training: the writes stay a small share of a long run (GPT-2 small's checkpoint
@@ -262,24 +265,17 @@ def checkpoint_at(it):
             or (it % log_interval == 0 and run_io.minutes_passed(saved_at, ckpt_minutes)))
 
 
-def line_at(it):
-    """What every log line starts with."""
-    return dict(iter=it, lr=get_lr(it), wd=weight_decay, tokens=it * tokens_per_iter)
-
-
 def weight_decay_metrics(angles, angle_lr):
     """What weight decay does to the weights: their norms, Adam's effective LR, and the angles the
     decayed matrices turned in the step before this eval (at lr angle_lr) against equilibrium."""
     adamw = optimizer == 'adamw'
     return dict(
-        weight_norm=optim.weight_norms(raw_model.parameters())[0],
-        decayed_norm=optim.weight_norms(decayed)[0],
+        **optim.norm_metrics(raw_model.parameters(), decayed),
         adam_elr=optim.adam_effective_lr(opt) if adamw else None,
         adam_elr_all=optim.adam_effective_lr_all(opt) if adamw else None,  # the authors' metric
-        **optim.angle_spread(angles),  # angular_update (the mean) and its spread, _p10 and _p90
-        angular_update_eq=optim.equilibrium_angular_update(
-            optimizer, angle_lr, weight_decay, wd_mode=wd_mode, lr_max=learning_rate, beta1=beta1,
-            momentum=momentum) if angles else None)
+        matrix_elr=optim.matrix_elr(opt),  # each decayed matrix's lr/||w||
+        **optim.rotation_metrics(angles, angle_lr, optimizer, weight_decay, wd_mode=wd_mode,
+                                 lr_max=learning_rate, beta1=beta1, momentum=momentum))
 
 
 def save_checkpoint():
@@ -309,7 +305,9 @@ saved_iter, iter_log = None, iter_num  # the iterations of the last checkpoint a
 paused = 0.0  # seconds spent in evals and checkpoints since the last log line
 while True:
     lr = get_lr(iter_num)
-    optim.set_lr(opt, lr)
+    # a replay reads the matrices' norms back every step: a host sync that only the replay pays
+    replay_lrs = replay_at(iter_num, optim.weight_norms(decayed)[1]) if replay_at else None
+    optim.set_lr(opt, lr, replay_lrs)
 
     # Evaluate the model and its EMA on the fixed sequences (not again right after a resume); the
     # EMA's weights go through the same compiled model, which gets its own back afterwards.
@@ -322,6 +320,8 @@ while True:
             with ema.swapped_into(raw_model):
                 record.update({f'{k}_ema': v for k, v in evaluate(model).items()})
             record.update(weight_decay_metrics(angles, angle_lr), eval_s=time.perf_counter() - t0)
+            # what bfloat16 meets in the attention, on the first val batch (model.GPT.logit_stats)
+            record.update(raw_model.logit_stats(eval_batches['val'][0][:batch_size]))
             record['diverged'] = not np.isfinite([record['train_loss'], record['val_loss']]).all()
             run_io.append_log(log_path, record)
             print(run_io.gpt_eval_line(record))
@@ -339,9 +339,8 @@ while True:
             save_checkpoint()
         stop.exit(f"checkpoint at iteration {iter_num:,} in {ckpt_path}" if master else None)
 
-    # Forward and backward over the micro-batches X[micro], Y[micro] of this process: the gradient
-    # of the mean loss of the global batch. DDP averages the gradients over the processes at the
-    # last micro-step only.
+    # Forward and backward over this process's micro-batches X[micro], Y[micro]: the gradient of the
+    # global batch's mean loss. DDP averages the gradients over the processes at the last one only.
     loss_iter = torch.zeros((), device=device)
     for micro in range(accum_steps):
         last = micro == accum_steps - 1
@@ -384,9 +383,8 @@ while True:
             dt = (time.perf_counter() - t_log - paused) / (iter_num - iter_log)
             eta = (time.perf_counter() - t_start) / (iter_num - start_iter) * (max_iters - iter_num)
             record = dict(**line_at(iter_num), loss=loss_mean.item(), grad_norm=grad_norm.item(),
-                          weight_norm=optim.weight_norms(raw_model.parameters())[0],
-                          decayed_norm=optim.weight_norms(decayed)[0], clipped=int(clipped),
-                          ms_per_iter=1e3 * dt, tokens_per_s=tokens_per_iter / dt)
+                          **optim.norm_metrics(raw_model.parameters(), decayed),
+                          clipped=int(clipped), ms_per_iter=1e3 * dt, tokens_per_s=tokens_per_iter / dt)
             if peak_flops:
                 record['mfu'] = flops_per_iter / dt / (peak_flops * world_size)
             if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total

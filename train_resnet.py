@@ -314,9 +314,8 @@ def weight_decay_metrics(lr_now, train_loss, decayed_norm, angles):
     si_sq = sum(n ** 2 for n in optim.weight_norms(si_params)[1])
     c = optim.l2_equivalent('sgd', weight_decay, wd_mode, momentum=momentum, lr_max=lr)
     return dict(eff_lr=lr_now / si_sq if si_sq > 0 else float('nan'),
-                **optim.angle_spread(angles),  # angular_update (the mean) and _p10, _p90
-                angular_update_eq=optim.equilibrium_angular_update(
-                    'sgd', lr_now, weight_decay, wd_mode=wd_mode, lr_max=lr, momentum=momentum),
+                **optim.rotation_metrics(angles, lr_now, 'sgd', weight_decay, wd_mode=wd_mode,
+                                         lr_max=lr, momentum=momentum),
                 reg_objective=None if c is None else train_loss + c / 2 * decayed_norm ** 2)
 
 

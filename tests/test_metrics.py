@@ -108,6 +108,65 @@ def test_gpt_norms_from_the_checkpoint(gpt):
     for line in (gpt['eval'], gpt['train']):
         assert line['weight_norm'] == pytest.approx(norm(unique.values()), rel=1e-6)
         assert line['decayed_norm'] == pytest.approx(norm(decayed_matrices(state).values()), rel=1e-6)
+        each = [norm([w]) for w in decayed_matrices(state).values()]  # in the optimizer's order
+        assert line['decayed_norms'] == pytest.approx(each, rel=1e-6)
+
+
+def test_gpt_matrix_elr_is_each_decayed_matrix_lr_over_its_norm(gpt):
+    matrices = decayed_matrices(gpt['after']['model'])
+    expected = [3e-3 / math.sqrt(sq_norm([w])) for w in matrices.values()]
+    assert gpt['eval']['matrix_elr'] == pytest.approx(expected, rel=1e-6)
+
+
+def attention_logits_by_hand(state, idx, n_head, low=None):
+    """Each layer's attention logits q.k/sqrt(d) (B, H, T, T) and the output logits, from the weights alone:
+    GPT-2's forward written out (pre-LayerNorm blocks, causal softmax, GELU MLP, tied head). low=dtype:
+    the logits of each layer also from its float32 input cast to low, as autocast computes them."""
+    T = idx.shape[1]
+    x = state['transformer.wte.weight'][idx] + state['transformer.wpe.weight'][:T]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    layers, lows = [], []
+    for i in range(len({k.split('.')[2] for k in state if k.startswith('transformer.h.')})):
+        w = lambda name: state[f'transformer.h.{i}.{name}']
+        h = F.layer_norm(x, x.shape[-1:], w('ln_1.weight'))
+        heads = lambda t: t.view(*t.shape[:2], n_head, -1).transpose(1, 2)
+        q, k, v = (heads(t) for t in (h @ w('attn.c_attn.weight').T).chunk(3, dim=-1))
+        logits = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        layers.append(logits)
+        if low is not None:
+            q16, k16, _ = (heads(t) for t in (h.to(low) @ w('attn.c_attn.weight').to(low).T).chunk(3, dim=-1))
+            lows.append((q16 @ k16.transpose(-2, -1) / math.sqrt(q.shape[-1])).float())
+        att = torch.softmax(logits.masked_fill(~causal, float('-inf')), -1) @ v
+        x = x + att.transpose(1, 2).reshape(x.shape) @ w('attn.c_proj.weight').T
+        h = F.layer_norm(x, x.shape[-1:], w('ln_2.weight'))
+        x = x + F.gelu(h @ w('mlp.c_fc.weight').T) @ w('mlp.c_proj.weight').T
+    out = F.layer_norm(x, x.shape[-1:], state['transformer.ln_f.weight']) @ state['transformer.wte.weight'].T
+    return layers, lows, out, causal
+
+
+def test_gpt_attention_and_output_logits_and_their_bfloat16_error_by_hand(gpt):
+    # the first val batch: the first batch_size (4) of the val eval windows, drawn after the train ones
+    gen = torch.Generator().manual_seed(1)
+    n_train = len(np.fromfile(gpt['data'] / 'train.bin', dtype=np.uint16))
+    torch.randint(n_train - 32, (16,), generator=gen)  # the train windows' draw comes first
+    tokens = np.fromfile(gpt['data'] / 'val.bin', dtype=np.uint16).astype(np.int64)
+    ix = torch.randint(len(tokens) - 32, (16,), generator=gen).numpy()[:4]
+    idx = torch.from_numpy(tokens[ix[:, None] + np.arange(32)])
+    state = {k: v.float() for k, v in gpt['after']['model'].items()}
+    layers, lows, out, causal = attention_logits_by_hand(state, idx, n_head=2, low=torch.bfloat16)
+    line = gpt['eval']
+    maxes = [t[..., causal].abs().max().item() for t in layers]
+    assert line['attn_logit_max_layers'] == pytest.approx(maxes, rel=1e-4)
+    assert line['attn_logit_max'] == pytest.approx(max(maxes), rel=1e-4)
+    assert line['output_logit_max'] == pytest.approx(out.abs().max().item(), rel=1e-4)
+    # bfloat16 keeps 8 bits of mantissa: a relative error near 2^-9 whatever the logits' size
+    err = math.sqrt(sum((lo - ex)[..., causal].square().sum().item() for lo, ex in zip(lows, layers))
+                    / sum(ex[..., causal].square().sum().item() for ex in layers))
+    assert 2 ** -12 < err < 2 ** -7
+    assert line['attn_logit_bf16_err'] == pytest.approx(err, rel=1e-5), err
+    softmax = lambda t: torch.softmax(t.masked_fill(~causal, float('-inf')), -1)
+    tv = np.mean([0.5 * (softmax(lo) - softmax(ex)).abs().sum(-1).mean().item() for lo, ex in zip(lows, layers)])
+    assert line['attn_weight_bf16_tv'] == pytest.approx(tv, rel=1e-4), tv
 
 
 def test_gpt_losses_are_those_of_the_checkpoints_weights_on_the_eval_batches(gpt):

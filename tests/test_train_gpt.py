@@ -21,12 +21,13 @@ TINY = ['--dataset=shakespeare_char', '--device=cpu', '--n_layer=2', '--n_head=2
         '--vocab_multiple=1', '--warmup_iters=5']
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # tiny models: one thread is faster, above all on a busy CPU
 TIMING = ('ms_per_iter', 'tokens_per_s', 'mfu', 'eval_s')
-TRAIN_KEYS = {'iter', 'lr', 'wd', 'tokens', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'clipped',
+TRAIN_KEYS = {'iter', 'lr', 'wd', 'tokens', 'loss', 'grad_norm', 'weight_norm', 'decayed_norm', 'decayed_norms', 'clipped',
               'ms_per_iter', 'tokens_per_s'}
 EVAL_KEYS = {'iter', 'lr', 'wd', 'tokens', 'eval', 'train_loss', 'val_loss', 'train_loss_ema', 'val_loss_ema',
              'train_err', 'val_err', 'train_err_ema', 'val_err_ema', 'adam_elr', 'adam_elr_all', 'angular_update',
              'angular_update_p10', 'angular_update_p90', 'angular_update_eq', 'weight_norm', 'decayed_norm',
-             'diverged', 'eval_s'}
+             'diverged', 'eval_s', 'matrix_elr', 'decayed_norms', 'attn_logit_max', 'attn_logit_max_layers', 'output_logit_max',
+             'attn_logit_bf16_err', 'attn_weight_bf16_tv'}
 _cache = {}
 
 
@@ -381,3 +382,27 @@ def test_speed_on_the_first_log_line_after_a_resume_counts_only_the_iterations_i
     assert [r['iter'] for r in lines] == [4, 8, 12, 16, 20]
     assert [r['ms_per_iter'] for r in lines] == [1000.0] * 5
     assert lines[2]['tokens_per_s'] == 2 * 4 * 32  # one iteration of 8 sequences of 32 tokens a second
+
+
+def test_the_adamw_replay_follows_each_matrix_lr_over_norm_of_its_source_without_weight_decay(char_data, tmp_path):
+    args = ['--max_iters=32', '--log_interval=2', '--eval_interval=2', '--learning_rate=1e-2', '--min_lr=1e-3']
+    ok(train(char_data, tmp_path / 'source', *args, '--weight_decay=0.5'))
+    ok(train(char_data, tmp_path / 'replay', *args, '--weight_decay=0', f'--elr_from={tmp_path / "source"}'))
+    evals = lambda run: {r['iter']: r for r in run_io.read_log(tmp_path / run / 'log.jsonl') if r.get('eval')}
+    src, rep = evals('source'), evals('replay')
+    assert sorted(src) == sorted(rep) == list(range(0, 33, 2))
+    for it in src:  # every matrix steps with the source's lr/||w||: the LR is set at every step
+        assert rep[it]['matrix_elr'] == pytest.approx(src[it]['matrix_elr'], rel=1e-6), it
+    # with other weights (no weight decay: their norms grow more) the matrices still turn about as
+    # fast per step as the source's, which is what an effective LR is meant to fix
+    assert rep[32]['decayed_norm'] > src[32]['decayed_norm'] * 1.01
+    for it in range(2, 33, 2):
+        assert rep[it]['angular_update'] == pytest.approx(src[it]['angular_update'], rel=0.25), it
+
+
+def test_an_adamw_replay_needs_a_source_with_per_matrix_values(char_data, tmp_path, monkeypatch, capsys):
+    (tmp_path / 'old').mkdir()
+    run_io.append_log(tmp_path / 'old' / 'log.jsonl', {'iter': 0, 'lr': 1e-3, 'eval': True})
+    status, err = run_in_process(monkeypatch, capsys, [*TINY, f'--data_dir={char_data}', '--weight_decay=0',
+                                                       f'--out_dir={tmp_path / "run"}', f'--elr_from={tmp_path / "old"}'])
+    assert status == 2 and err.startswith('error: elr_from=') and 'decayed_norms' in err and err.count('\n') == 1
