@@ -148,7 +148,7 @@ def bench_gpt():
     if cuda:  # GPT-2 small as train_gpt.py trains it: no biases, the vocabulary padded to 50,304
         shape = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, vocab_multiple=64)
         batch, dtype, rounds = 16, 'bfloat16', 1  # each round compiles the model again (about a minute)
-    else:  # config/gpt_cpu_demo.py
+    else:  # a small CPU model (4 x 128, batch 32: the CPU demo before it became the claim-4 miniature)
         shape = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65, vocab_multiple=1)
         batch, dtype, rounds = 32, 'float32', 2
     chunk = 10  # iterations per timed sample: train_gpt.py's log interval
