@@ -14,6 +14,7 @@ line, never a traceback. `--help` lists every key with its default.
 """
 import ast
 import difflib
+import os
 import sys
 import types
 from pathlib import Path
@@ -237,6 +238,21 @@ NOT_IN_NAMES = ('out_dir', 'data_dir', 'init_from', 'device', 'compile', 'eval_i
                 'wandb_project', 'wandb_run_name')
 
 
+def default_out_dir(prefix, config, argv=None):
+    """out/ + the run's name (run_name): the config files' names, or prefix, and the overrides; a
+    fine-tuning run, whose init_from is a checkpoint, after its parent's folder + '_ft'."""
+    if config.get('init_from', 'scratch') not in ('scratch', 'resume'):
+        parent = Path(config['init_from']).parent.name
+        return os.path.join('out', run_name(f"{parent}_ft", config, argv, files=False))
+    return os.path.join('out', run_name(prefix, config, argv))
+
+
+def name_text(value):
+    """A value as a run name writes it: 0.0 -> '0', 1e-05 -> '1e-05', out/x/ckpt.pt -> 'out-x-ckpt.pt'."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return ''.join(c if c.isalnum() or c in '.-+' else '-' for c in text)
+
+
 def run_name(prefix, config, argv=None, files=True):
     """A run folder name: the config files' names (or prefix), then the command-line overrides:
     `config/gpt_cpu_demo.py --weight_decay=0.3` -> gpt_cpu_demo_wd0.3; `--weight_decay=0.1` alone ->
@@ -246,8 +262,5 @@ def run_name(prefix, config, argv=None, files=True):
     given = [a[2:].split('=', 1)[0] for a in argv if a.startswith('--') and '=' in a]
     parts = stems or [prefix]
     for key in dict.fromkeys(k for k in given if k in config and k not in NOT_IN_NAMES):  # in order, once
-        value = config[key]
-        text = f"{value:g}" if isinstance(value, float) else str(value)
-        text = ''.join(c if c.isalnum() or c in '.-+' else '-' for c in text)
-        parts.append(f"{SHORT_NAMES.get(key, key)}{text}")
+        parts.append(f"{SHORT_NAMES.get(key, key)}{name_text(config[key])}")
     return '_'.join(parts)

@@ -61,7 +61,7 @@ from collections import Counter
 from pathlib import Path
 
 import configurator
-from configurator import ConfigError, fail, run_name
+from configurator import ConfigError, default_out_dir, fail, name_text
 from run_io import format_duration
 
 # the scripts a sweep runs: their runs' name without a config file, and when a run is done (the field
@@ -113,12 +113,6 @@ def split_values(raw):
     return values + [raw[start:]]
 
 
-def name_text(value):
-    """A value as configurator.run_name writes it into a run name (0.0 -> '0', 1e-05 -> '1e-05')."""
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return ''.join(c if c.isalnum() or c in '.-+' else '-' for c in text)
-
-
 def expand(script, args):
     """The runs of the grid, the first swept key varying slowest; exit 2 at the first bad value."""
     kind, (defaults, choices) = SCRIPTS[Path(script).name], config_block(script)
@@ -139,11 +133,8 @@ def expand(script, args):
             config = configurator.apply_args(defaults, argv)
             configurator.check_bounds(config, choices)
             out_dir = config['out_dir']
-            if not out_dir:  # the folder the script itself picks (its `if not out_dir` line)
-                fine_tune = config['init_from'] not in ('scratch', 'resume')
-                out_dir = os.path.join('out', run_name(f"{Path(config['init_from']).parent.name}_ft", config,
-                                                       argv, files=False) if fine_tune else
-                                       run_name(kind['prefix'], config, argv))
+            if not out_dir:  # the folder the script itself picks
+                out_dir = default_out_dir(kind['prefix'], config, argv)
                 argv.append(f'--out_dir={out_dir}')
             runs.append({'name': Path(out_dir).name, 'out_dir': out_dir, 'folder': os.path.abspath(out_dir),
                          'cwd': os.getcwd(), 'command': [sys.executable, script, *argv],

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import optim
 import run_io
-from configurator import configure, fail, or_fail, run_name
+from configurator import configure, default_out_dir, fail, or_fail
 from model import GPT, GPTConfig, bf16_peak_flops
 from prepare_data import open_text_dataset, read_sequences
 
@@ -101,9 +101,7 @@ autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtyp
 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
 # The run folder is named after the config file and the overrides; a fine-tuning run, its parent.
-if not out_dir:
-    out_dir = os.path.join('out', run_name('gpt', config) if init_from in ('scratch', 'resume') else
-                           run_name(f"{Path(init_from).parent.name}_ft", config, files=False))
+out_dir = out_dir or default_out_dir('gpt', config)
 ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
 resumed = init_from == 'resume'
 # A checkpoint to resume or fine-tune from gives the architecture: config and the globals take it.
@@ -384,7 +382,8 @@ while True:
             eta = (time.perf_counter() - t_start) / (iter_num - start_iter) * (max_iters - iter_num)
             record = dict(**line_at(iter_num), loss=loss_mean.item(), grad_norm=grad_norm.item(),
                           **optim.norm_metrics(raw_model.parameters(), decayed),
-                          clipped=int(clipped), ms_per_iter=1e3 * dt, tokens_per_s=tokens_per_iter / dt)
+                          clipped=int(clipped), ms_per_iter=1e3 * dt,
+                          tokens_per_s=tokens_per_iter / dt)
             if peak_flops:
                 record['mfu'] = flops_per_iter / dt / (peak_flops * world_size)
             if dtype == 'float16':  # steps the GradScaler skipped (gradients overflowed), in total

@@ -16,7 +16,6 @@ stopped by SIGINT / SIGTERM after checkpointing its epoch (docs/faults.md).
 """
 import copy
 import math
-import os
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 
 import optim
 import run_io
-from configurator import configure, fail, or_fail, run_name
+from configurator import configure, default_out_dir, fail, or_fail
 from model import VISION_NETS, hessian_trace, reestimate_bn, scale_invariant_params
 from prepare_data import balanced_subset, images_on_device, load_image_dataset
 
@@ -90,7 +89,7 @@ autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtyp
 memory_format = torch.channels_last if device_type == 'cuda' else torch.contiguous_format
 torch.backends.cudnn.benchmark = True  # the fastest convolution algorithms for these fixed shapes
 
-out_dir = out_dir or os.path.join('out', run_name('resnet', config))
+out_dir = out_dir or default_out_dir('resnet', config)  # out/ + the config file's name, overrides
 ckpt_path, log_path = Path(out_dir) / 'ckpt.pt', Path(out_dir) / 'log.jsonl'
 # A resumed run takes the net and its data from the checkpoint; an override against them exits 2.
 checkpoint, shape = run_io.load_start(init_from, out_dir, 'train_resnet.py',
