@@ -123,25 +123,32 @@ def figure_sphere(runs, smooth):
     fig, axes = new_figure(4, width=4.4)
     draw_metric(axes[0, 0], groups, labels, 'epoch', 'loss', smooth, logy=True, with_ema=False)
     add_legend(axes[0, 0], groups)
+    draw_against_lr(groups, sphere_value, ((axes[0, 1], 'loss', 'training loss, last fifth of the run'),
+                                           (axes[0, 2], 'flow_test_err', 'test error after fine-tuning (%)'),
+                                           (axes[0, 3], 'flow_trace_hessian', 'Hessian trace after fine-tuning')))
+    return fig
+
+
+def draw_against_lr(groups, value, panels):
+    """On each panel (ax, y, y label) the value(run, y) of every run against its LR (log axis): a point
+    is the mean over seeds, its bar the lowest to highest seed (one run: y's logged standard error, if
+    any). One line of points per sweep, runs alike but for their LR: runs that differ in more (radius,
+    wd, dtype) get a line and a legend entry each, not one zigzag line."""
     lrs = [lr_of(g) for g in groups]
-    # Against the LR, one line of points per sweep: runs alike but for their LR. A sphere sweep is one;
-    # runs that differ in more (radius, wd) get a line and a legend entry each, not one zigzag line.
     bare = [{**g, 'config': {k: v for k, v in g['config'].items() if k not in ('lr', 'learning_rate')}}
             for g in groups]
     others = [setting(g['config']) for g in bare]
     sweeps = list(dict.fromkeys(others))
     names = legend_labels([bare[others.index(s)] for s in sweeps]) if len(sweeps) > 1 else [None]
-    for ax, y, label in ((axes[0, 1], 'loss', 'training loss, last fifth of the run'),
-                         (axes[0, 2], 'flow_test_err', 'test error after fine-tuning (%)'),
-                         (axes[0, 3], 'flow_trace_hessian', 'Hessian trace after fine-tuning')):
+    for ax, y, label in panels:
         for i, (sweep, name) in enumerate(zip(sweeps, names)):
             points = []
             for lr, group in ((lr, g) for lr, g, s in zip(lrs, groups, others) if s == sweep):
-                values = [v for v in (sphere_value(run, y) for run in group['runs']) if v is not None]
+                values = [v for v in (value(run, y) for run in group['runs']) if v is not None]
                 if not values:
                     continue
                 mean = sum(values) / len(values)
-                se = last_value(group['runs'][0], y + '_se') or 0.0  # the trace's standard error
+                se = last_value(group['runs'][0], y + '_se') or 0.0  # e.g. the trace's standard error
                 points.append((lr, mean, mean - min(values), max(values) - mean) if len(values) > 1
                               else (lr, mean, se, se))
             if points:
@@ -153,11 +160,29 @@ def figure_sphere(runs, smooth):
         elif names[0] is not None:
             add_legend(ax, groups)
         ax.set_xscale('log')
-        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])  # the LRs run, not crowded log-scale minor labels
+        ax.set_xticks(sorted(set(lrs)), [f"{lr:g}" for lr in sorted(set(lrs))])  # the LRs run
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel('learning rate')
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+
+
+@figure('GPT', "claim 6's mechanism: attention logits and their bfloat16 error against the LR, per wd")
+def figure_logits(runs, smooth):
+    """The attention-logit growth of an LR sweep (config/mini_llm_logits.py): at the end of each run,
+    against the LR, the largest attention logit, the error bfloat16 makes in the attention weights,
+    the relative error of the logits themselves, and the training loss; a line per weight decay and
+    dtype (the mean over seeds, bars from the lowest to the highest)."""
+    groups = sorted(seed_groups(runs), key=lr_of)
+    fig, axes = new_figure(4, width=4.4)
+    draw_against_lr(groups, last_value, (
+        (axes[0, 0], 'attn_logit_max', LABELS['attn_logit_max']),
+        (axes[0, 1], 'attn_weight_bf16_tv', LABELS['attn_weight_bf16_tv']),
+        (axes[0, 2], 'attn_logit_bf16_err', LABELS['attn_logit_bf16_err']),
+        (axes[0, 3], 'train_loss', LABELS['train_loss'])))
+    for ax in axes[0, :2]:
+        ax.set_yscale('log')
+    axes[0, 2].set_ylim(0, 2 * axes[0, 2].get_ylim()[1])  # from 0: it hardly moves (about 2^-9)
     return fig
 
 

@@ -401,7 +401,7 @@ def test_no_preset_draws_two_settings_under_one_label(tmp_path, name):
     # two settings that differ only in a key no preset labels by (beta2), two seeds each, in folders of
     # the same names (out_a/run_seed0, out_b/run_seed0, ...)
     names = sorted(set(PRESET_METRICS.values()) | {'val_loss', 'val_err', 'decayed_norm', 'angular_update',
-                                                   'angular_update_eq', 'flow_test_err', 'test_err_ema'})
+                                                   'angular_update_eq', 'flow_test_err', 'test_err_ema', 'attn_logit_max'})
     paths = [fake_run(tmp_path / f'out_{ab}' / f'run_seed{seed}',
                       {'lr': 0.1, 'weight_decay': 0.1, 'beta2': beta2, 'seed': seed},
                       [hand_made_line(names, step, 0.1, seed) for step in (1, 2, 3)])
