@@ -143,9 +143,17 @@ def legend_labels(runs):
     differing = [k for k in keys if len({json.dumps(r['config'].get(k)) for r in runs}) > 1]
     labels = []
     for run in runs:
-        parts = [f"{SHORT_NAMES.get(k, k)}={run['config'].get(k)}" for k in differing]
+        parts = [f"{SHORT_NAMES.get(k, k)}={shown_value(k, run['config'].get(k))}" for k in differing]
         labels.append(', '.join(parts) if parts else run['name'])
     return labels
+
+
+def shown_value(key, value):
+    """A config value as a legend shows it: a run a run starts from (init_from, elr_from) by its folder
+    without the seed, which names the parents of every seed at once; none for ''."""
+    if key in ('init_from', 'elr_from') and value not in ('', 'scratch', 'resume', None):
+        return strip_seed(run_folder(value).name)
+    return 'none' if value == '' else value
 
 
 def distinct_labels(groups, labels):
