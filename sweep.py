@@ -4,8 +4,8 @@ machine, or as Slurm jobs through submitit. Running the same sweep again skips w
 resumes the rest.
 
     python sweep.py train_gpt.py config/mini_llm_cosine.py --weight_decay=0,0.1,0.3 --seed=0,1,2 --jobs=2
-    python sweep.py train_gpt.py config/mini_llm_constant.py --weight_decay=0,0.1,0.3 --seed=0,1,2 --dry_run
-    python sweep.py train_gpt.py config/mini_llm_finetune.py --weight_decay=0,0.1,0.3 --seed=0,1,2 \
+    python sweep.py train_gpt.py config/mini_llm_constant.py --weight_decay=0,0.3,0.9 --seed=0,1,2 --dry_run
+    python sweep.py train_gpt.py config/mini_llm_finetune.py --weight_decay=0,0.3,0.9 --seed=0,1,2 \
         --init_from=out/mini_llm_constant_wd{weight_decay}_seed{seed}/ckpt.pt  # claim 5: fine-tune each
     python sweep.py train_gpt.py config/gpt_cosine.py --weight_decay=0,0.1,0.3 --cluster=slurm --gpus=1 \
         --time=1440 --partition=gpu
@@ -330,8 +330,10 @@ def report(run, what, text=''):
     eta = '?'
     if durations:  # the mean finished run, for the runs waiting and the rest of those running
         mean, waiting = sum(durations) / len(durations), len(runs) - len(results) - len(active)
-        left = mean * waiting + sum(max(mean - (time.time() - t0), 0) for _, _, t0 in active.values())
-        eta = format_duration(left / slots)
+        running_left = [max(mean - (time.time() - t0), 0) for _, _, t0 in active.values()]
+        # fewer runs left than slots leave slots idle, and no run ends before its own remainder
+        in_parallel = max(1, min(slots, waiting + len(active)))
+        eta = format_duration(max((mean * waiting + sum(running_left)) / in_parallel, *running_left, 0))
     print(f"[{', '.join(parts)}, eta {eta}] {what} {run['name']} {text}".rstrip(), flush=True)
 
 

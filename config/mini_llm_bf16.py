@@ -2,12 +2,10 @@
 # constant LR, context 128, in bfloat16 autocast (CPUs with AVX-512 BF16 run it as fast as float32).
 # In the paper GPT-2-small without weight decay diverges in bfloat16 and not in float32 or with
 # weight decay. Three settings, three seeds each:
-#   for seed in 0 1 2; do
-#     python train_gpt.py config/mini_llm_bf16.py --weight_decay=0 --seed=$seed
-#     python train_gpt.py config/mini_llm_bf16.py --weight_decay=0.1 --seed=$seed
-#     python train_gpt.py config/mini_llm_bf16.py --weight_decay=0 --dtype=float32 --seed=$seed
-#   done
-#   python plot.py out/mini_llm_bf16_* --figure=bf16 --out=assets/mini_bf16.png
+#   python sweep.py train_gpt.py config/mini_llm_bf16.py --weight_decay=0,0.1 --seed=0,1,2 --jobs=2
+#   python sweep.py train_gpt.py config/mini_llm_bf16.py --weight_decay=0 --dtype=float32 \
+#       --seed=0,1,2 --jobs=2
+#   python plot.py out/mini_llm_bf16_* --figure=bf16 --out=mini_bf16.png
 exec(open('config/mini_llm_cosine.py').read())  # the same model and data
 dtype = 'bfloat16'
 block_size = 128

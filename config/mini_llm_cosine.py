@@ -4,9 +4,10 @@
 # timescales 1/(lr*wd) into training; a peak LR of 1e-2 (small model, small batch: a noisy,
 # variance-limited run as the paper's) fits 1.2 to 3.6 here with the paper's own wd values.
 #   python prepare_data.py shakespeare_char --source=../shared/data/tinyshakespeare/input.txt
-#   for wd in 0 0.1 0.3; do python train_gpt.py config/mini_llm_cosine.py --weight_decay=$wd \
-#       --out_dir=out/mini_cosine_wd$wd; done
-#   python plot.py out/mini_cosine_wd* --figure=llm_cosine --out=assets/mini_llm_cosine.png
+#   python sweep.py train_gpt.py config/mini_llm_cosine.py --weight_decay=0,0.1,0.3 --seed=0,1,2 \
+#       --jobs=2
+#   python plot.py out/mini_llm_cosine_wd0_seed* out/mini_llm_cosine_wd0.1_seed* \
+#       out/mini_llm_cosine_wd0.3_seed* --figure=llm_cosine --out=mini_llm_cosine.png
 dataset = 'shakespeare_char'
 vocab_multiple = 1
 device = 'cpu'

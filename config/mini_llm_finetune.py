@@ -1,12 +1,11 @@
 # Claim 5 in miniature, second half: fine-tune each constant-LR run of config/mini_llm_constant.py
-# for 400 iterations at a 33 times smaller LR (the paper: 60 times smaller, 6e-4 -> 1e-5, for
-# 10,000 iterations after 50,000), constant, no warmup, weight decay unchanged.
-#   for wd in 0 0.1 0.3; do python train_gpt.py config/mini_llm_finetune.py --weight_decay=$wd \
-#       --init_from=out/mini_const_wd$wd/ckpt.pt --out_dir=out/mini_const_wd${wd}_ft; done
-#   python plot.py out/mini_const_wd* --figure=llm_finetune --out=assets/mini_llm_finetune.png
-exec(open('config/mini_llm_cosine.py').read())
-decay_lr = False
-learning_rate = 3e-4
+# for 20% of its length, 200 iterations, at a 60 times smaller LR, constant, no warmup, weight
+# decay unchanged (the paper: 10,000 iterations after 50,000, 6e-4 -> 1e-5). Each run starts from
+# its parent's final checkpoint, named through the parent's own wd and seed:
+#   python sweep.py train_gpt.py config/mini_llm_finetune.py --weight_decay=0,0.3,0.9 --seed=0,1,2 \
+#       --init_from=out/mini_llm_constant_wd{weight_decay}_seed{seed}/ckpt.pt --jobs=2
+exec(open('config/mini_llm_constant.py').read())  # the constant-LR run's model, data and eval
+learning_rate = 1e-2 / 60
 warmup_iters = 0
-max_iters = 400
+max_iters = 200
 eval_interval = 50

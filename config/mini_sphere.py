@@ -3,9 +3,9 @@
 # no weight decay: the LR alone sets the effective LR lr/||w||^2 = lr. Larger LRs stabilise the
 # training loss at a higher level; after the run a copy is fine-tuned at lr_flow for 10 epochs,
 # and its test error and Hessian trace are logged (flow_*). 1,000 real CIFAR-10 images.
-#   for lr in 0.002 0.007 0.02; do python train_resnet.py config/mini_sphere.py --lr=$lr \
-#       --out_dir=out/mini_sphere_lr$lr; done
-#   python plot.py out/mini_sphere_lr* --figure=sphere --out=assets/mini_sphere.png
+#   python sweep.py train_resnet.py config/mini_sphere.py --lr=0.002,0.007,0.02 --seed=0,1,2 \
+#       --jobs=2
+#   python plot.py out/mini_sphere_* --figure=sphere --out=mini_sphere.png
 n_train = 1000
 width = 8
 batch_size = 50  # 20 iterations per epoch

@@ -3,10 +3,10 @@
 # training images left out as a held-out set (heldout_err) beside the 1,000 test images, so that
 # a 2-point difference stands above one run's noise. Chosen on the held-out error of one seed
 # before any test error was read (docs/reproducing.md: what else was tried).
-#   for seed in 0 1 2; do for wd in 0.05 0; do
-#     python train_resnet.py config/mini_vision_claim2.py --weight_decay=$wd --seed=$seed
-#   done; done
-#   python plot.py out/mini_vision_claim2_* --y=train_loss,heldout_err,test_err --out=assets/mini_claim2.png
+#   python sweep.py train_resnet.py config/mini_vision_claim2.py --weight_decay=0.05,0 \
+#       --seed=0,1,2 --jobs=2
+#   python plot.py out/mini_vision_claim2_* --y=train_loss,heldout_err,test_err \
+#       --out=mini_claim2.png
 exec(open('config/mini_vision_grid.py').read())  # the same net, batch, LRs and EMA
 n_train = 2000
 heldout = True

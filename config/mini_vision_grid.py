@@ -4,10 +4,9 @@
 # to 0.05 so that its timescale 1/(lr*wd) = 200 iterations (10 epochs) fits several times into
 # the large-LR phase, as 1/(0.08*0.0125) = 1,000 iterations does into the paper's 500 epochs.
 #   python prepare_data.py cifar10 --source=../shared/data/cifar10_mini/cifar-10-python.tar.gz
-#   for lr in 0.1 0.005; do for wd in 0.05 0; do python train_resnet.py config/mini_vision_grid.py \
-#       --lr=$lr --weight_decay=$wd --out_dir=out/mini_grid_lr${lr}_wd$wd; done; done
-#   python plot.py out/mini_grid_lr0.1_wd0.05 out/mini_grid_lr0.1_wd0 out/mini_grid_lr0.005_wd0.05 \
-#       out/mini_grid_lr0.005_wd0 --figure=vision_grid --out=assets/mini_vision_grid.png
+#   python sweep.py train_resnet.py config/mini_vision_grid.py --lr=0.1,0.005 \
+#       --weight_decay=0.05,0 --seed=0,1,2 --jobs=2
+#   python plot.py out/mini_vision_grid_* --figure=vision_grid --out=mini_vision_grid.png
 n_train = 1000
 width = 8
 batch_size = 50  # 20 iterations per epoch

@@ -3,7 +3,7 @@
 # figure compares 0.001, 0.003 and 0.005: pass --lr). The LR stays constant (the authors' traceh.py has no
 # schedule); every 2 epochs a copy is fine-tuned for 100 epochs at 1e-4 and its test error and
 # Hessian trace are logged (flow_*). Expensive: 50 fine-tunings of 100 epochs each.
-#   for lr in 0.001 0.003 0.005; do python train_resnet.py config/resnet_sphere.py --lr=$lr --out_dir=out/sphere_lr$lr; done
+#   python sweep.py train_resnet.py config/resnet_sphere.py --lr=0.001,0.003,0.005
 arch = 'resnet18'
 scale_inv = True
 radius = 1.0

@@ -339,6 +339,7 @@ def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_ne
     train('train_resnet.py', 'config/mini_sphere.py', f'--data_dir={cifar_dir}', '--epochs=1', '--flow_every=1',
           '--flow_epochs=1', '--hessian_every=1', '--hessian_n=20', '--hessian_probes=2', f'--out_dir={tmp_path}/sphere')
     train('train_gpt.py', 'config/mini_llm_bf16.py', *gpt, '--weight_decay=0', f'--out_dir={tmp_path}/bf16')
+    train('train_gpt.py', 'config/mini_llm_logits.py', *gpt, '--weight_decay=0', f'--out_dir={tmp_path}/logits')
     vision2 = [f'--data_dir={cifar_dir}', '--epochs=1', '--eval_every=1', '--n_train=200']  # 4,800 held out
     train('train_resnet.py', 'config/mini_vision_claim2.py', *vision2, '--weight_decay=0.05', f'--out_dir={tmp_path}/claim2')
     replay = [*vision2, '--ema_coef=0']  # its figure draws no EMA
@@ -350,6 +351,7 @@ def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_ne
              'grid': ('test_err', 'test_err_ema', 'train_loss', 'weight_norm', 'eff_lr'),
              'sphere': ('flow_test_err', 'flow_trace_hessian', 'flow_trace_hessian_se'),
              'bf16': ('train_loss', 'val_loss', 'weight_norm'),
+             'logits': ('train_loss', 'attn_logit_max', 'output_logit_max', 'attn_weight_bf16_tv', 'attn_logit_bf16_err'),
              'claim2': ('heldout_err', 'test_err', 'test_err_ema', 'eff_lr'), 'replay': ('eff_lr', 'test_err')}
     for run, keys in needs.items():
         evals = [r for r in run_io.read_log(tmp_path / run / 'log.jsonl') if r.get('eval')]
