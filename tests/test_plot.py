@@ -331,8 +331,10 @@ def test_each_miniature_config_runs_a_few_iterations_and_logs_what_its_figure_ne
     gpt = [f'--data_dir={char_data}', '--max_iters=4', '--warmup_iters=2', '--eval_interval=2',
            '--eval_iters=2', '--log_interval=2']
     train('train_gpt.py', 'config/mini_llm_cosine.py', *gpt, '--weight_decay=0.1', f'--out_dir={tmp_path}/cosine')
-    train('train_gpt.py', 'config/mini_llm_constant.py', *gpt, '--weight_decay=0.1', f'--out_dir={tmp_path}/const')
-    train('train_gpt.py', 'config/mini_llm_finetune.py', *gpt, '--weight_decay=0.1', '--max_iters=2',
+    # their eval of all of val would be most of this test's time; test_train_gpt.py checks it
+    whole = '--eval_whole_val=False'
+    train('train_gpt.py', 'config/mini_llm_constant.py', *gpt, whole, '--weight_decay=0.1', f'--out_dir={tmp_path}/const')
+    train('train_gpt.py', 'config/mini_llm_finetune.py', *gpt, whole, '--weight_decay=0.1', '--max_iters=2',
           f'--init_from={tmp_path}/const/ckpt.pt', f'--out_dir={tmp_path}/const_ft')
     train('train_resnet.py', 'config/mini_vision_grid.py', f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1',
           '--n_train=200', f'--out_dir={tmp_path}/grid')

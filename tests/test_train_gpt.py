@@ -8,11 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import optim
 import run_io
+from model import GPT, GPTConfig
 from conftest import HostReads, run_script, torch_scaler_reads_per_step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -366,6 +368,27 @@ def test_eval_batches_of_any_size_give_the_same_losses(char_data, tmp_path):
         results.append(run_io.read_log(tmp_path / f'b{size}' / 'log.jsonl')[0])
     for key in ('train_loss', 'val_loss', 'train_err', 'val_err', 'val_loss_ema'):
         assert results[0][key] == pytest.approx(results[1][key], rel=1e-6), key
+
+
+def test_eval_whole_val_is_the_mean_loss_over_every_block_of_the_validation_split(char_data, tmp_path):
+    # claim 5's paired differences are measured on it: every token of val, in consecutive blocks
+    ok(train(char_data, tmp_path / 'run', '--max_iters=6', '--eval_interval=6', '--eval_whole_val=True',
+             '--eval_batch_size=50'))  # 50 does not divide the number of blocks: a last, smaller batch
+    logged = [r for r in run_io.read_log(tmp_path / 'run' / 'log.jsonl') if r.get('eval')][-1]
+    ckpt = run_io.load_checkpoint(tmp_path / 'run' / 'ckpt.pt')
+    model = GPT(GPTConfig(**ckpt['model_args']))
+    run_io.load_weights(model, ckpt['model'])
+    model.eval()
+    val = torch.from_numpy(np.fromfile(char_data / 'val.bin', dtype=np.uint16).astype(np.int64))
+    block = ckpt['model_args']['block_size']
+    n_blocks = (len(val) - 1) // block  # each block's targets, shifted by one, still inside the file
+    x = val[:n_blocks * block].view(n_blocks, block)
+    y = val[1:n_blocks * block + 1].view(n_blocks, block)
+    with torch.no_grad():
+        logits = torch.cat([model(xb)[0] for xb in x.split(500)]).double()
+    nll = -logits.log_softmax(-1).gather(-1, y[..., None]).squeeze(-1)
+    assert n_blocks > 1000 and logged['val_loss'] == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert logged['val_err'] == pytest.approx((logits.argmax(-1) != y).double().mean().item(), abs=1e-6)
 
 
 def test_speed_on_the_first_log_line_after_a_resume_counts_only_the_iterations_it_timed(
