@@ -59,17 +59,20 @@ def _restore_process_hooks():
         signal.signal(s, h)
 
 
-def run_script(script, *args):
-    """Run a script of the repository in this process, as `python SCRIPT ARGS` from the repository root
-    would, on one thread as OMP_NUM_THREADS=1 would; returns a CompletedProcess (returncode, stdout,
-    stderr). No interpreter start-up and no torch import: about two seconds saved per run. Tests
-    that need a process of their own (signals, environment variables, torch.compile) use subprocess."""
+def run_script(script, *args, where=ROOT):
+    """Run a script of the repository in this process, as `python SCRIPT ARGS` typed in the folder
+    `where` (the repository root) would, on one thread with OMP_NUM_THREADS=1 (which the processes
+    it starts, a sweep's runs, inherit); returns a CompletedProcess (returncode, stdout, stderr). No
+    interpreter start-up and no torch import: about two seconds saved per run. Tests that need a
+    process of their own (signals, environment variables, torch.compile) use subprocess."""
     import torch
     out, err = io.StringIO(), io.StringIO()
     argv, threads, cwd = sys.argv, torch.get_num_threads(), os.getcwd()
-    sys.argv = [script, *map(str, args)]
+    omp = os.environ.get('OMP_NUM_THREADS')
+    sys.argv = [str(script), *map(str, args)]
     torch.set_num_threads(1)
-    os.chdir(ROOT)
+    os.environ['OMP_NUM_THREADS'] = '1'
+    os.chdir(where)
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -80,6 +83,10 @@ def run_script(script, *args):
         sys.argv = argv
         torch.set_num_threads(threads)
         os.chdir(cwd)
+        if omp is None:
+            del os.environ['OMP_NUM_THREADS']
+        else:
+            os.environ['OMP_NUM_THREADS'] = omp
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 

@@ -6,12 +6,9 @@ command lines without --out_dir, in this process), by a sweep stopped by SIGTERM
 submitit's local executor continuing a copy of the stopped sweep. Resume is exact, so every run's
 losses match its hand-run twin's. Linux only (fcntl, /proc), as the rest of the suite.
 """
-import contextlib
 import fcntl
-import io
 import json
 import os
-import runpy
 import shlex
 import shutil
 import signal
@@ -21,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import run_io
 from conftest import run_script
@@ -67,30 +63,11 @@ def sweep(tiny, *args):
 
 def run_in(where, command):
     """A command line (python SCRIPT ARGS) run as a user typing it in the folder `where` would, but in this
-    process (no interpreter start-up) on one thread, as conftest.run_script; so are the runs a sweep starts
+    process (conftest.run_script: no interpreter start-up, one thread); so are the runs a sweep starts
     (OMP_NUM_THREADS=1, as the suite's other runs: the fastest for tiny models on a busy CPU).
     Returns (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, threads, cwd = sys.argv, torch.get_num_threads(), os.getcwd()
-    omp = os.environ.get('OMP_NUM_THREADS')
-    sys.argv, code = list(command[1:]), 0
-    torch.set_num_threads(1)
-    os.environ['OMP_NUM_THREADS'] = '1'
-    os.chdir(where)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            runpy.run_path(command[1], run_name='__main__')
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = argv
-        torch.set_num_threads(threads)
-        os.chdir(cwd)
-        if omp is None:
-            del os.environ['OMP_NUM_THREADS']
-        else:
-            os.environ['OMP_NUM_THREADS'] = omp
-    return code, out.getvalue(), err.getvalue()
+    out = run_script(command[1], *command[2:], where=where)
+    return out.returncode, out.stdout, out.stderr
 
 
 def losses(run_dir):
