@@ -90,6 +90,27 @@ def run_script(script, *args, where=ROOT):
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
+def start_early(request, test_name, script, args, env):
+    """For a module-scoped fixture: start `python SCRIPT ARGS` as a process of its own when the module
+    starts, if the test test_name is to run, and return a function that waits for it and returns its
+    CompletedProcess (None if the test is not to run). A compiled run with a cold Inductor cache spends
+    half a minute compiling, on the second core while the module's other tests run on the first.
+    Its output goes to files: a pipe that nobody reads yet would stop it once full."""
+    if not any(item.originalname == test_name for item in request.session.items):
+        return None
+    logs = request.getfixturevalue('tmp_path_factory').mktemp('early')
+    out, err = open(logs / 'stdout', 'w+'), open(logs / 'stderr', 'w+')
+    proc = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
+                            stdout=out, stderr=err, text=True)
+    request.addfinalizer(lambda: (proc.kill(), proc.wait(), out.close(), err.close()))
+
+    def result():
+        proc.wait()
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    return result
+
+
 class HostReads:
     """Counts, while active, every read of a tensor's value back to Python: .item(), bool(), int() and
     float() of a tensor (each one aten._local_scalar_dense), and .tolist() and .cpu() (.numpy() needs a

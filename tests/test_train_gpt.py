@@ -15,7 +15,7 @@ import torch
 import optim
 import run_io
 from model import GPT, GPTConfig
-from conftest import HostReads, run_script, torch_scaler_reads_per_step
+from conftest import HostReads, run_script, start_early, torch_scaler_reads_per_step
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--dataset=shakespeare_char', '--device=cpu', '--n_layer=2', '--n_head=2', '--n_embd=32',
@@ -237,25 +237,39 @@ def test_every_paper_config_is_accepted(tmp_path, monkeypatch, capsys, config_fi
     assert status == 2 and 'run: python prepare_data.py openwebtext' in err, err
 
 
-@pytest.mark.slow
-def test_compiled_run_matches_eager_and_compiles_train_and_eval_once(char_data, tmp_path):
-    # the GPU path on a CPU: compiled model and optimizer step, evals in between that must not recompile,
-    # the first one (16 sequences a batch) before training (micro-batches of 8, larger than batch_size)
-    args = ['--max_iters=20', '--eval_interval=5', '--log_interval=5', '--weight_decay=0.1',
+# the GPU path on a CPU: compiled model and optimizer step, evals in between that must not recompile,
+# the first one (16 sequences a batch) before training (micro-batches of 8, larger than batch_size)
+COMPILED = ['--max_iters=20', '--eval_interval=5', '--log_interval=5', '--weight_decay=0.1',
             '--micro_batch_size=8', '--eval_batch_size=16']
-    eager = ok(train(char_data, tmp_path / 'eager', *args, '--compile=False'))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def compiled_run(request, tmp_path_factory):
+    """The compiled run of the test below, started with this module (conftest.start_early)."""
+    try:
+        data = request.getfixturevalue('char_data')
+    except pytest.skip.Exception:
+        return None
+    out_dir = tmp_path_factory.mktemp('compiled') / 'run'
     env = {**ENV, 'TORCH_LOGS': 'recompiles,graph_breaks,dynamic'}
-    compiled = subprocess.run([sys.executable, str(ROOT / 'train_gpt.py'), *TINY, f'--data_dir={char_data}',
-                               f'--out_dir={tmp_path / "compiled"}', *args, '--compile=True'],
-                              cwd=ROOT, capture_output=True, text=True, env=env)
-    ok(compiled)
+    args = [*TINY, f'--data_dir={data}', f'--out_dir={out_dir}', *COMPILED, '--compile=True']
+    result = start_early(request, 'test_compiled_run_matches_eager_and_compiles_train_and_eval_once',
+                         'train_gpt.py', args, env)
+    return result and (result, out_dir)
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_eager_and_compiles_train_and_eval_once(char_data, tmp_path, compiled_run):
+    eager = ok(train(char_data, tmp_path / 'eager', *COMPILED, '--compile=False'))
+    result, compiled_dir = compiled_run
+    compiled = ok(result())
     assert eager.returncode == 0 and 'Graph break' not in compiled.stderr
     # one graph more for eval (no_grad) and one for the second parameter group; nothing after that
     assert compiled.stderr.count('Recompiling function forward') == 1, compiled.stderr[-3000:]
     assert compiled.stderr.count('Recompiling function adamw_update') == 1, compiled.stderr[-3000:]
     # static shapes: a second batch size is a second graph, never one graph with a symbolic batch size
     assert 'create_symbol' not in compiled.stderr, compiled.stderr[-3000:]
-    a, b = log_without_timing(tmp_path / 'eager'), log_without_timing(tmp_path / 'compiled')
+    a, b = log_without_timing(tmp_path / 'eager'), log_without_timing(compiled_dir)
     assert len(a) == len(b) == 9
     for ra, rb in zip(a, b):
         for key in ('loss', 'train_loss', 'val_loss', 'train_loss_ema'):

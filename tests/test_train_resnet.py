@@ -2,8 +2,6 @@
 import math
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import torch
 
 import optim
 import run_io
-from conftest import HostReads, run_script, torch_scaler_reads_per_step
+from conftest import HostReads, run_script, start_early, torch_scaler_reads_per_step
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--width=4', '--n_train=200', '--batch_size=50', '--eval_batch_size=500', '--device=cpu',
@@ -136,21 +134,37 @@ def test_an_existing_run_is_not_overwritten_without_resume(cifar_dir, tmp_path):
     assert out.returncode == 2 and 'python prepare_data.py cifar10' in out.stderr, out.stderr
 
 
-@pytest.mark.slow
-def test_compiled_run_matches_eager_and_evaluation_does_not_recompile(cifar_dir, tmp_path):
-    # the GPU path on a CPU: compiled net and SGD step; two evals, the second of which must reuse the graphs
-    common = [*TINY[:-2], f'--data_dir={cifar_dir}', '--epochs=2', '--eval_every=1', '--lr=0.05',
-              '--first_decay=1.0', '--ema_coef=0.9', '--dtype=float32', '--eval_batch_size=200']
-    train(*common, f'--out_dir={tmp_path}/eager', '--compile=False')
+# the GPU path on a CPU: compiled net and SGD step; two evals, the second of which must reuse the graphs
+COMPILED = [*TINY[:-2], '--epochs=2', '--eval_every=1', '--lr=0.05', '--first_decay=1.0', '--ema_coef=0.9',
+            '--dtype=float32', '--eval_batch_size=200']
+
+
+@pytest.fixture(scope='module', autouse=True)
+def compiled_run(request, tmp_path_factory):
+    """The compiled run of the test below, started with this module (conftest.start_early)."""
+    try:
+        data = request.getfixturevalue('cifar_dir')
+    except pytest.skip.Exception:
+        return None
+    out_dir = tmp_path_factory.mktemp('compiled') / 'run'
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_LOGS': 'recompiles,graph_breaks'}
-    out = subprocess.run([sys.executable, str(ROOT / 'train_resnet.py'), *common, f'--out_dir={tmp_path}/compiled',
-                          '--compile=True'], capture_output=True, text=True, cwd=ROOT, env=env)
+    args = [*COMPILED, f'--data_dir={data}', f'--out_dir={out_dir}', '--compile=True']
+    result = start_early(request, 'test_compiled_run_matches_eager_and_evaluation_does_not_recompile',
+                         'train_resnet.py', args, env)
+    return result and (result, out_dir)
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_eager_and_evaluation_does_not_recompile(cifar_dir, tmp_path, compiled_run):
+    train(*COMPILED, f'--data_dir={cifar_dir}', f'--out_dir={tmp_path}/eager', '--compile=False')
+    result, compiled_dir = compiled_run
+    out = result()
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     assert 'Graph break' not in out.stderr
     # inference mode (every eval batch holds 200 images): one graph beside the training one, compiled at
     # the first eval and reused by the second
     assert out.stderr.count('Recompiling function forward') == 1, out.stderr[-3000:]
-    a, b = lines(tmp_path / 'eager', True), lines(tmp_path / 'compiled', True)
+    a, b = lines(tmp_path / 'eager', True), lines(compiled_dir, True)
     assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
         for key in ('train_loss', 'test_loss', 'train_loss_ema'):
