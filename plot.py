@@ -217,6 +217,20 @@ def strip_seed(name):
     return re.sub(r'[_-]?seed=?\d+', '', name) or name
 
 
+def warn_missing_keys(runs):
+    """Say which runs lack config keys that other runs of their kind have: written by an older version,
+    they count as key=None and make settings of their own, apart from the same setting run since."""
+    for kind in dict.fromkeys(run.get('kind') for run in runs):
+        same = [run for run in runs if run['config'] and run.get('kind') == kind]
+        keys = [set(run['config']) - IGNORED_KEYS for run in same]
+        missing = sorted(set().union(*keys) - set.intersection(*keys)) if keys else []
+        if missing:
+            older = [run['name'] for run in same if not set(missing) <= set(run['config'])]
+            print(f"warning: {', '.join(older[:3])}{' ...' if len(older) > 3 else ''} lack the config "
+                  f"keys {', '.join(missing)} that other runs have (an older version wrote them?): they "
+                  f"count as {missing[0]}=None, a setting apart; rerun them to compare", file=sys.stderr)
+
+
 def seed_groups(runs, warn=True):
     """The runs as groups of seeds of one setting, in the order first met: dicts with name,
     config, kind (those of the first run) and runs. A run without a config is its own group.
@@ -224,6 +238,7 @@ def seed_groups(runs, warn=True):
     members = {}
     for run in runs:
         members.setdefault(setting(run['config']) if run['config'] else run['path'], []).append(run)
+    warn_missing_keys(runs)
     groups = []
     for same in members.values():
         name = same[0]['name'] if len(same) == 1 else strip_seed(same[0]['name'])

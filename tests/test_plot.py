@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -324,6 +325,20 @@ def test_command_line_writes_the_figure(real_runs, tmp_path):
     assert (tmp_path / 'sphere.png').read_bytes()[:4] == b'\x89PNG'
     out = run_plot(str(real_runs / 'sphere_lr0.003'), '--figure=nope', f'--out={tmp_path}/x.png')
     assert out.returncode == 2 and "unknown figure 'nope'" in out.stderr
+
+
+def test_runs_written_before_a_config_key_existed_are_named_in_a_warning(real_runs, tmp_path):
+    # an older version's run lacks a key the newer runs have: it makes a setting of its own, said once
+    old = tmp_path / 'old_wd0.5'
+    shutil.copytree(real_runs / 'gpt_wd0.5', old)
+    config = json.loads((old / 'config.json').read_text())
+    del config['eval_whole_val']
+    (old / 'config.json').write_text(json.dumps(config))
+    out = run_plot(str(real_runs / 'gpt_wd0.0'), str(old), '--table=train_loss')
+    assert out.returncode == 0 and out.stderr.count('\n') == 1, out.stderr
+    assert 'old_wd0.5 lack the config keys eval_whole_val' in out.stderr and 'eval_whole_val=None' in out.stdout
+    out = run_plot(str(real_runs / 'gpt_wd0.0'), str(real_runs / 'gpt_wd0.5'), '--table=train_loss')
+    assert out.returncode == 0 and out.stderr == ''
 
 
 @pytest.mark.slow
