@@ -90,25 +90,32 @@ def run_script(script, *args, where=ROOT):
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
-def start_early(request, test_name, script, args, env):
-    """For a module-scoped fixture: start `python SCRIPT ARGS` as a process of its own when the module
-    starts, if the test test_name is to run, and return a function that waits for it and returns its
-    CompletedProcess (None if the test is not to run). A compiled run with a cold Inductor cache spends
-    half a minute compiling, on the second core while the module's other tests run on the first.
-    Its output goes to files: a pipe that nobody reads yet would stop it once full."""
+def start_early(request, test_name, script, args, env, data_fixture):
+    """For a module-scoped fixture: start `python SCRIPT ARGS --data_dir=DATA --out_dir=RUN` as a
+    process of its own when the module starts, if the test test_name is to run, DATA being the fixture
+    data_fixture's folder and RUN a new one. Returns (a function that waits for the process and returns
+    its CompletedProcess, RUN), or None if the test is not to run or its data is missing. A compiled
+    run with a cold Inductor cache spends half a minute compiling, on the second core while the
+    module's other tests run on the first. Its output goes to files: a pipe that nobody reads yet
+    would stop it once full."""
     if not any(item.originalname == test_name for item in request.session.items):
         return None
-    logs = request.getfixturevalue('tmp_path_factory').mktemp('early')
-    out, err = open(logs / 'stdout', 'w+'), open(logs / 'stderr', 'w+')
-    proc = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
-                            stdout=out, stderr=err, text=True)
+    try:
+        data = request.getfixturevalue(data_fixture)
+    except pytest.skip.Exception:
+        return None  # the test itself skips, for the same reason
+    folder = request.getfixturevalue('tmp_path_factory').mktemp('early')
+    out, err = open(folder / 'stdout', 'w+'), open(folder / 'stderr', 'w+')
+    proc = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args), f'--data_dir={data}',
+                             f'--out_dir={folder / "run"}'], cwd=ROOT, env=env, stdout=out, stderr=err,
+                            text=True)
     request.addfinalizer(lambda: (proc.kill(), proc.wait(), out.close(), err.close()))
 
     def result():
         proc.wait()
         out.seek(0), err.seek(0)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-    return result
+    return result, folder / 'run'
 
 
 class HostReads:

@@ -244,18 +244,11 @@ COMPILED = ['--max_iters=20', '--eval_interval=5', '--log_interval=5', '--weight
 
 
 @pytest.fixture(scope='module', autouse=True)
-def compiled_run(request, tmp_path_factory):
+def compiled_run(request):
     """The compiled run of the test below, started with this module (conftest.start_early)."""
-    try:
-        data = request.getfixturevalue('char_data')
-    except pytest.skip.Exception:
-        return None
-    out_dir = tmp_path_factory.mktemp('compiled') / 'run'
-    env = {**ENV, 'TORCH_LOGS': 'recompiles,graph_breaks,dynamic'}
-    args = [*TINY, f'--data_dir={data}', f'--out_dir={out_dir}', *COMPILED, '--compile=True']
-    result = start_early(request, 'test_compiled_run_matches_eager_and_compiles_train_and_eval_once',
-                         'train_gpt.py', args, env)
-    return result and (result, out_dir)
+    return start_early(request, 'test_compiled_run_matches_eager_and_compiles_train_and_eval_once',
+                       'train_gpt.py', [*TINY, *COMPILED, '--compile=True'],
+                       {**ENV, 'TORCH_LOGS': 'recompiles,graph_breaks,dynamic'}, 'char_data')
 
 
 @pytest.mark.slow

@@ -140,18 +140,12 @@ COMPILED = [*TINY[:-2], '--epochs=2', '--eval_every=1', '--lr=0.05', '--first_de
 
 
 @pytest.fixture(scope='module', autouse=True)
-def compiled_run(request, tmp_path_factory):
+def compiled_run(request):
     """The compiled run of the test below, started with this module (conftest.start_early)."""
-    try:
-        data = request.getfixturevalue('cifar_dir')
-    except pytest.skip.Exception:
-        return None
-    out_dir = tmp_path_factory.mktemp('compiled') / 'run'
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_LOGS': 'recompiles,graph_breaks'}
-    args = [*COMPILED, f'--data_dir={data}', f'--out_dir={out_dir}', '--compile=True']
-    result = start_early(request, 'test_compiled_run_matches_eager_and_evaluation_does_not_recompile',
-                         'train_resnet.py', args, env)
-    return result and (result, out_dir)
+    return start_early(request, 'test_compiled_run_matches_eager_and_evaluation_does_not_recompile',
+                       'train_resnet.py', [*COMPILED, '--compile=True'],
+                       {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_LOGS': 'recompiles,graph_breaks'},
+                       'cifar_dir')
 
 
 @pytest.mark.slow
